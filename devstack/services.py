@@ -1,0 +1,103 @@
+"""The non-Kubernetes services of the stack: MLflow, the traffic exporter and Prometheus."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack import procs
+from devstack.ports import free_port
+
+#: How often Prometheus scrapes the traffic exporter. Short, so tests see weight changes fast.
+SCRAPE_INTERVAL = "1s"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    proc: procs.Proc
+
+
+def mlflow_env(state: Path) -> dict[str, str]:
+    """Environment for the MLflow server: local webhooks allowed, no telemetry leaving."""
+    key_file = state / "mlflow" / "webhook-kek"
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    if not key_file.exists():
+        key_file.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode())
+    env = dict(os.environ)
+    env.update({
+        # Our webhook receiver is plain http on loopback; MLflow refuses both by default.
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": key_file.read_text().strip(),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+    })
+    return env
+
+
+def start_mlflow(venv: Path, *, state: Path, timeout: float = 90.0) -> Endpoint:
+    port = free_port()
+    root = state / "mlflow"
+    (root / "artifacts").mkdir(parents=True, exist_ok=True)
+    proc = procs.start("mlflow", [
+        str(venv / "bin" / "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--workers", "1",
+    ], state=state, env=mlflow_env(state), cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    procs.wait_until("MLflow /health", lambda: procs.http_ok(f"{url}/health"),
+                     timeout=timeout, proc=proc)
+    return Endpoint(url=url, proc=proc)
+
+
+def start_traffic(*, state: Path, kubeconfig: Path) -> Endpoint:
+    """The synthetic traffic exporter (:mod:`devstack.traffic`), from this same interpreter."""
+    port = free_port()
+    proc = procs.start("traffic", [
+        sys.executable, "-m", "devstack.traffic",
+        "--kubeconfig", str(kubeconfig), "--listen", f"127.0.0.1:{port}",
+    ], state=state, cwd=Path(__file__).resolve().parent.parent)
+    url = f"http://127.0.0.1:{port}"
+    procs.wait_until("traffic exporter /healthz", lambda: procs.http_ok(f"{url}/healthz"),
+                     timeout=30, proc=proc)
+    return Endpoint(url=url, proc=proc)
+
+
+def start_prometheus(binary: Path, *, state: Path, targets: dict[str, str]) -> Endpoint:
+    """Prometheus as our own process (not the Debian service), scraping ``targets``."""
+    port = free_port()
+    root = state / "prometheus"
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    jobs = "".join(
+        f"  - job_name: {job}\n    static_configs:\n      - targets: ['{hostport}']\n"
+        for job, hostport in targets.items()
+    )
+    config = root / "prometheus.yml"
+    config.write_text(
+        "global:\n"
+        f"  scrape_interval: {SCRAPE_INTERVAL}\n"
+        f"  evaluation_interval: {SCRAPE_INTERVAL}\n"
+        f"scrape_configs:\n{jobs}"
+    )
+    proc = procs.start("prometheus", [
+        str(binary),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+        "--storage.tsdb.retention.time=6h",
+    ], state=state, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    procs.wait_until("Prometheus /-/ready", lambda: procs.http_ok(f"{url}/-/ready"),
+                     timeout=60, proc=proc)
+    return Endpoint(url=url, proc=proc)
+
+
+COMPONENTS = ("prometheus", "traffic", "mlflow")

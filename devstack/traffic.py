@@ -1,0 +1,332 @@
+"""Synthetic request traffic for model versions, split by the weights on real HTTPRoutes.
+
+No request is ever sent anywhere. This process reads the HTTPRoutes in the local apiserver
+(the ones the operator writes), and for each route *simulates* ``rps`` requests per second,
+divided between the route's backends by their ``weight``. Each backend Service's
+``modeldeploy.io/version`` label names the model version it serves (the backend name is used
+when the label is missing). A test sets per-version error rate and latency at run time
+through a small JSON API, and Prometheus scrapes the result from ``/metrics``:
+
+    model_requests_total{namespace, model, version, code}
+    model_request_duration_seconds_bucket{namespace, model, version, le}
+
+The split is deterministic (fractional accumulators, no random numbers), so a 90/10 route
+produces exactly 9 requests to one version for every 1 to the other, and an error rate of
+0.25 turns exactly every fourth request into a 500.
+
+Control API (JSON bodies):
+    GET  /healthz                  -> "ok"
+    GET  /metrics                  -> Prometheus exposition
+    GET  /state                    -> routes seen, behaviours, rates
+    PUT  /behaviour {namespace, model, version, errorRate?, latencySeconds?}
+    DELETE /behaviour[?namespace=ns]
+    PUT  /rate {namespace, model, rps}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+MODEL_LABEL = "modeldeploy.io/model"
+VERSION_LABEL = "modeldeploy.io/version"
+DEFAULT_RPS = 20.0
+DEFAULT_LATENCY = 0.05
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5,
+                   0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+#: Latency samples cycle through these multiples of the configured latency (mean 1.0):
+#: a spread wide enough that p50 and p99 differ, and still fully deterministic.
+LATENCY_SPREAD = tuple(0.5 + i / 20 for i in range(21))
+
+log = logging.getLogger("traffic")
+
+
+@dataclass(frozen=True)
+class Backend:
+    version: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class RouteSplit:
+    namespace: str
+    model: str
+    route: str
+    backends: tuple[Backend, ...]
+
+
+@dataclass
+class Behaviour:
+    error_rate: float = 0.0
+    latency_seconds: float = DEFAULT_LATENCY
+
+
+@dataclass
+class _Accumulators:
+    requests: float = 0.0
+    errors: float = 0.0
+    samples: int = 0
+
+
+@dataclass
+class Simulator:
+    """Turns route splits into counted requests. Pure apart from the metric objects."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    default_rps: float = DEFAULT_RPS
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "model_requests_total", "Simulated requests to a model version.",
+            ["namespace", "model", "version", "code"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "model_request_duration_seconds", "Simulated request latency of a model version.",
+            ["namespace", "model", "version"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.routes: list[RouteSplit] = []
+        self.behaviours: dict[tuple[str, str, str], Behaviour] = {}
+        self.rates: dict[tuple[str, str], float] = {}
+        self._acc: dict[tuple[str, str, str], _Accumulators] = {}
+        self._lock = threading.Lock()
+
+    def set_routes(self, routes: list[RouteSplit]) -> None:
+        with self._lock:
+            self.routes = routes
+
+    def set_behaviour(self, namespace: str, model: str, version: str, **changes: float) -> None:
+        with self._lock:
+            b = self.behaviours.setdefault((namespace, model, version), Behaviour())
+            if "error_rate" in changes:
+                if not 0.0 <= changes["error_rate"] <= 1.0:
+                    raise ValueError("errorRate must be within 0..1")
+                b.error_rate = changes["error_rate"]
+            if "latency_seconds" in changes:
+                if changes["latency_seconds"] < 0:
+                    raise ValueError("latencySeconds must be >= 0")
+                b.latency_seconds = changes["latency_seconds"]
+
+    def reset(self, namespace: str | None = None) -> None:
+        with self._lock:
+            for key in [k for k in self.behaviours if namespace in (None, k[0])]:
+                del self.behaviours[key]
+            for rkey in [k for k in self.rates if namespace in (None, k[0])]:
+                del self.rates[rkey]
+
+    def set_rate(self, namespace: str, model: str, rps: float) -> None:
+        if rps < 0:
+            raise ValueError("rps must be >= 0")
+        with self._lock:
+            self.rates[(namespace, model)] = rps
+
+    def tick(self, dt: float) -> None:
+        """Account ``dt`` seconds of traffic on every route."""
+        with self._lock:
+            for route in self.routes:
+                total = sum(b.weight for b in route.backends)
+                if total <= 0:
+                    continue
+                rps = self.rates.get((route.namespace, route.model), self.default_rps)
+                for backend in route.backends:
+                    share = rps * dt * backend.weight / total
+                    self._simulate(route, backend.version, share)
+
+    def _simulate(self, route: RouteSplit, version: str, share: float) -> None:
+        key = (route.namespace, route.model, version)
+        acc = self._acc.setdefault(key, _Accumulators())
+        behaviour = self.behaviours.get(key, Behaviour())
+        acc.requests += share
+        n = int(acc.requests)
+        if n == 0:
+            return
+        acc.requests -= n
+        acc.errors += n * behaviour.error_rate
+        errors = min(n, int(acc.errors))
+        acc.errors -= errors
+        labels = {"namespace": route.namespace, "model": route.model, "version": version}
+        if n - errors:
+            self.requests.labels(code="200", **labels).inc(n - errors)
+        if errors:
+            self.requests.labels(code="500", **labels).inc(errors)
+        hist = self.latency.labels(**labels)
+        for _ in range(n):
+            hist.observe(behaviour.latency_seconds * LATENCY_SPREAD[acc.samples % len(LATENCY_SPREAD)])
+            acc.samples += 1
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "routes": [asdict(r) for r in self.routes],
+                "behaviours": [
+                    {"namespace": k[0], "model": k[1], "version": k[2],
+                     "errorRate": b.error_rate, "latencySeconds": b.latency_seconds}
+                    for k, b in self.behaviours.items()
+                ],
+                "rates": [{"namespace": k[0], "model": k[1], "rps": v}
+                          for k, v in self.rates.items()],
+            }
+
+
+def splits_from_objects(
+    routes: list[dict[str, Any]], services: list[dict[str, Any]]
+) -> list[RouteSplit]:
+    """Build route splits from HTTPRoute and Service objects (plain dicts, as the API returns).
+
+    Only the route's default rule counts (the last rule without ``matches``, else the first
+    rule): header-matched rules carry a chosen audience, not a share of all traffic.
+    """
+    version_of = {
+        (s["metadata"]["namespace"], s["metadata"]["name"]):
+            (s["metadata"].get("labels") or {}).get(VERSION_LABEL)
+        for s in services
+    }
+    out: list[RouteSplit] = []
+    for r in routes:
+        meta, spec = r["metadata"], r.get("spec") or {}
+        rules = spec.get("rules") or []
+        if not rules:
+            continue
+        plain = [rule for rule in rules if not rule.get("matches")]
+        rule = plain[-1] if plain else rules[0]
+        ns = meta["namespace"]
+        backends = []
+        for ref in rule.get("backendRefs") or []:
+            if ref.get("kind", "Service") != "Service":
+                continue
+            ref_ns = ref.get("namespace", ns)
+            version = version_of.get((ref_ns, ref["name"])) or ref["name"]
+            backends.append(Backend(version=version, weight=int(ref.get("weight", 1))))
+        model = (meta.get("labels") or {}).get(MODEL_LABEL, meta["name"])
+        out.append(RouteSplit(namespace=ns, model=model, route=meta["name"],
+                              backends=tuple(backends)))
+    return out
+
+
+def _route_reader(sim: Simulator, kubeconfig: str, period: float, stop: threading.Event) -> None:
+    from kubernetes import client, config  # test-support process: sync client in its own thread
+
+    api_client = config.new_client_from_config(config_file=kubeconfig)
+    custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
+    while not stop.is_set():
+        try:
+            routes = custom.list_cluster_custom_object(
+                "gateway.networking.k8s.io", "v1", "httproutes")["items"]
+            services = api_client.sanitize_for_serialization(
+                core.list_service_for_all_namespaces().items)
+            sim.set_routes(splits_from_objects(routes, services))
+        except Exception as exc:  # noqa: BLE001 - keep simulating the last known routes
+            log.warning("reading routes failed: %s", exc)
+        stop.wait(period)
+
+
+def _ticker(sim: Simulator, period: float, stop: threading.Event) -> None:
+    last = time.monotonic()
+    while not stop.wait(period):
+        now = time.monotonic()
+        sim.tick(now - last)
+        last = now
+
+
+def _handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt: str, *args: Any) -> None:
+            log.debug(fmt, *args)
+
+        def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, code: int, obj: Any) -> None:
+            self._send(code, json.dumps(obj).encode())
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            path = urlparse(self.path).path
+            if path == "/healthz":
+                self._send(200, b"ok", "text/plain")
+            elif path == "/metrics":
+                self._send(200, generate_latest(sim.registry), CONTENT_TYPE_LATEST)
+            elif path == "/state":
+                self._json(200, sim.state())
+            else:
+                self._json(404, {"error": f"no such path {path}"})
+
+        def _body(self) -> dict[str, Any]:
+            length = int(self.headers.get("Content-Length") or 0)
+            data = json.loads(self.rfile.read(length) or b"{}")
+            if not isinstance(data, dict):
+                raise ValueError("body must be a JSON object")
+            return data
+
+        def do_PUT(self) -> None:  # noqa: N802
+            path = urlparse(self.path).path
+            try:
+                body = self._body()
+                if path == "/behaviour":
+                    changes = {}
+                    if "errorRate" in body:
+                        changes["error_rate"] = float(body["errorRate"])
+                    if "latencySeconds" in body:
+                        changes["latency_seconds"] = float(body["latencySeconds"])
+                    sim.set_behaviour(str(body["namespace"]), str(body["model"]),
+                                      str(body["version"]), **changes)
+                elif path == "/rate":
+                    sim.set_rate(str(body["namespace"]), str(body["model"]), float(body["rps"]))
+                else:
+                    self._json(404, {"error": f"no such path {path}"})
+                    return
+            except (KeyError, ValueError, TypeError) as exc:
+                self._json(400, {"error": f"{type(exc).__name__}: {exc}"})
+                return
+            self._json(200, sim.state())
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            parsed = urlparse(self.path)
+            if parsed.path != "/behaviour":
+                self._json(404, {"error": f"no such path {parsed.path}"})
+                return
+            ns = parse_qs(parsed.query).get("namespace", [None])[0]
+            sim.reset(ns)
+            self._json(200, sim.state())
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Synthetic per-version model traffic.")
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--listen", default="127.0.0.1:0")
+    parser.add_argument("--rps", type=float, default=DEFAULT_RPS)
+    parser.add_argument("--refresh", type=float, default=0.5, help="route re-read period (s)")
+    args = parser.parse_args()
+    host, port = args.listen.rsplit(":", 1)
+    if not host.startswith("127.") and host not in ("localhost", "::1"):
+        parser.error("the traffic exporter only listens on loopback")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sim = Simulator(default_rps=args.rps)
+    stop = threading.Event()
+    threading.Thread(target=_route_reader, args=(sim, args.kubeconfig, args.refresh, stop),
+                     daemon=True).start()
+    threading.Thread(target=_ticker, args=(sim, 0.1, stop), daemon=True).start()
+    server = ThreadingHTTPServer((host, int(port)), _handler(sim))
+    log.info("traffic exporter listening on %s:%s", host, server.server_address[1])
+    try:
+        server.serve_forever()
+    finally:
+        stop.set()
+
+
+if __name__ == "__main__":
+    main()

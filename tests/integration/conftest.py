@@ -1,0 +1,109 @@
+"""Fixtures for tests on the real local stack.
+
+The ``stack`` fixture reuses a stack that ``make cluster-up`` started if every one of its
+processes is alive; otherwise it starts one (building what is missing) and stops it at the end
+of the session. If the stack cannot start, every integration test errors with the message of
+the component that failed: nothing here ever skips.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from devstack import stack as devstack
+from devstack.stack import StackInfo
+from tests.support.stackclient import Prometheus, Traffic
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackInfo]:
+    existing = devstack.load()
+    if existing is not None and not devstack.healthy(existing):
+        yield existing
+        return
+    info = devstack.up()
+    try:
+        yield info
+    finally:
+        if os.environ.get("MODELDEPLOY_KEEP_STACK") != "1":
+            devstack.down()
+
+
+@pytest.fixture(scope="session")
+def api(stack: StackInfo) -> client.ApiClient:
+    return config.new_client_from_config(config_file=stack.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def apps(api: client.ApiClient) -> client.AppsV1Api:
+    return client.AppsV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def custom(api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+@pytest.fixture(scope="session")
+def prom(stack: StackInfo) -> Prometheus:
+    return Prometheus(stack.prometheus_url)
+
+
+@pytest.fixture(scope="session")
+def traffic(stack: StackInfo) -> Traffic:
+    return Traffic(stack.traffic_url)
+
+
+class Kubectl:
+    def __init__(self, stack: StackInfo, namespace: str | None = None) -> None:
+        self.stack, self.namespace = stack, namespace
+
+    def __call__(self, *args: str, stdin: str | None = None) -> str:
+        argv = [self.stack.kubectl, "--kubeconfig", self.stack.kubeconfig]
+        if self.namespace:
+            argv += ["-n", self.namespace]
+        out = subprocess.run([*argv, *args], input=stdin, capture_output=True, text=True,
+                             timeout=120)
+        if out.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {out.stderr.strip()}")
+        return out.stdout
+
+
+@pytest.fixture()
+def namespace(request: pytest.FixtureRequest, core: client.CoreV1Api) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards."""
+    base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"modeldeploy.io/test": "1"}}})
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture()
+def kubectl(stack: StackInfo, namespace: str) -> Kubectl:
+    return Kubectl(stack, namespace)
+
+
+def condition(obj: Any, type_: str) -> str | None:
+    """The status of condition ``type_`` on an API object (model or dict), or None."""
+    status = obj["status"] if isinstance(obj, dict) else obj.status
+    conditions = (status.get("conditions") if isinstance(status, dict)
+                  else getattr(status, "conditions", None)) or []
+    for c in conditions:
+        ctype = c["type"] if isinstance(c, dict) else c.type
+        if ctype == type_:
+            return str(c["status"] if isinstance(c, dict) else c.status)
+    return None
