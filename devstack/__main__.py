@@ -32,12 +32,12 @@ def main() -> int:
     elif args.command == "down":
         stack.down()
     elif args.command == "status":
-        info = stack.load()
-        if info is None:
+        loaded = stack.load()
+        if loaded is None:
             print("stack is not running")
             return 1
-        print(json.dumps(info.__dict__, indent=2))
-        dead = stack.healthy(info)
+        print(json.dumps(loaded.__dict__, indent=2))
+        dead = stack.healthy(loaded)
         print("all processes running" if not dead else f"NOT running: {', '.join(dead)}")
         return 1 if dead else 0
     return 0

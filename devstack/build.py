@@ -25,7 +25,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from devstack import kwok_stages, versions
@@ -34,12 +34,13 @@ from devstack.paths import bin_dir, cache_dir
 #: The staging modules k8s.io/kubernetes requires as v0.0.0 and redirects to ./staging; a
 #: wrapper module has to redirect them to their published versions instead.
 KUBE_STAGING_MODULES = (
-    "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider "
-    "cluster-bootstrap code-generator component-base component-helpers controller-manager "
-    "cri-api cri-client csi-translation-lib dynamic-resource-allocation endpointslice "
-    "externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl "
-    "kubelet metrics mount-utils pod-security-admission sample-apiserver"
-).split()
+    "api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go",
+    "cloud-provider", "cluster-bootstrap", "code-generator", "component-base",
+    "component-helpers", "controller-manager", "cri-api", "cri-client", "csi-translation-lib",
+    "dynamic-resource-allocation", "endpointslice", "externaljwt", "kms", "kube-aggregator",
+    "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl", "kubelet", "metrics",
+    "mount-utils", "pod-security-admission", "sample-apiserver",
+)
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
@@ -322,7 +323,7 @@ def build_all(only: list[str] | None = None) -> None:
                 STEPS[name]()
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(go_chain)]
+        futures: list[Future[object]] = [pool.submit(go_chain)]
         futures += [pool.submit(STEPS[n]) for n in wanted if n not in GO_STEPS]
         for fut in futures:
             fut.result()

@@ -18,9 +18,9 @@ import os
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
-import mlflow  # noqa: E402
-import mlflow.pyfunc  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
+import mlflow
+import mlflow.pyfunc
+from mlflow import MlflowClient
 
 
 class AffineModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]

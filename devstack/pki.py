@@ -73,7 +73,7 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
 
 
 def _validity(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return builder.not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(
         now + dt.timedelta(days=365)
     )

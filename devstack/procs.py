@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -18,7 +19,6 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-import ssl
 
 
 class StackError(RuntimeError):
@@ -30,6 +30,10 @@ class Proc:
     name: str
     pid: int
     log: Path
+
+
+#: Handles of the processes this interpreter started, kept so they are reaped properly.
+_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def _pid_file(state: Path, name: str) -> Path:
@@ -60,11 +64,59 @@ def start(
             cwd=cwd,
             start_new_session=True,
         )
-    _pid_file(state, name).write_text(f"{proc.pid}\n")
+    _children[proc.pid] = proc
+    _pid_file(state, name).write_text(f"{proc.pid} {_start_ticks(proc.pid)}\n")
     return Proc(name=name, pid=proc.pid, log=log)
 
 
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22).
+
+    Stored next to the pid so that a pidfile left by an earlier session can never make us
+    signal an unrelated process that happens to have been given the same pid since.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _group_members(pgid: int, *, since: int) -> list[int]:
+    """Pids in process group ``pgid`` that started at or after tick ``since``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and int(fields[19]) >= since:
+            members.append(int(entry.name))
+    return members
+
+
+def _recorded(state: Path, name: str) -> int | None:
+    """The pid recorded for ``name`` if that very process (same start time) still exists."""
+    path = _pid_file(state, name)
+    if not path.exists():
+        return None
+    fields = path.read_text().split()
+    pid = int(fields[0])
+    ticks = int(fields[1]) if len(fields) > 1 and fields[1] != "None" else None
+    if not alive(pid) or ticks is None or _start_ticks(pid) != ticks:
+        return None
+    return pid
+
+
 def alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _children[pid]
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -81,11 +133,7 @@ def alive(pid: int) -> bool:
 
 def running(state: Path, name: str) -> int | None:
     """The pid recorded for ``name`` if that process is still alive."""
-    path = _pid_file(state, name)
-    if not path.exists():
-        return None
-    pid = int(path.read_text().strip())
-    return pid if alive(pid) else None
+    return _recorded(state, name)
 
 
 def stop(state: Path, name: str, *, timeout: float = 15.0) -> bool:
@@ -93,17 +141,29 @@ def stop(state: Path, name: str, *, timeout: float = 15.0) -> bool:
     path = _pid_file(state, name)
     if not path.exists():
         return False
-    pid = int(path.read_text().strip())
-    if alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    # Children of the group (MLflow's workers) may outlive the leader: sweep the group.
+    fields = path.read_text().split()
+    pid = _recorded(state, name)
+    path.unlink()
+    if pid is None:
+        # The leader is gone. Its children may live on in its group: if no process owns the
+        # pid at all, a group with that id can only be the one our leader created (Linux does
+        # not hand out a pid that is still in use as a process-group id). If the pid is alive
+        # with another start time, it belongs to a stranger and nothing is signalled.
+        leader = int(fields[0])
+        if len(fields) > 1 and fields[1] != "None" and not alive(leader):
+            for member in _group_members(leader, since=int(fields[1])):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(member, signal.SIGKILL)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # Children of the group (MLflow's uvicorn worker) may outlive the leader: sweep the
+    # group, which is ours because the leader was started with its own session.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    path.unlink(missing_ok=True)
     return True
 
 

@@ -34,6 +34,9 @@ def mlflow_env(state: Path) -> dict[str, str]:
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
         "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": key_file.read_text().strip(),
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # The job runner and its seven huey consumers serve GenAI jobs (~230 MiB each); the
+        # registry and webhook delivery (an in-process thread pool) do not need them.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "DO_NOT_TRACK": "true",
     })
     return env

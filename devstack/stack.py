@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack import build, kube, procs, services, versions
-from devstack.paths import state_dir
+from devstack.paths import bin_dir, cache_dir, state_dir
 
 ALL_COMPONENTS = services.COMPONENTS + kube.COMPONENTS
 
@@ -82,14 +82,14 @@ def up(*, state: Path | None = None, quiet: bool = False) -> StackInfo:
 
     build.build_all()
     bins = kube.Binaries(
-        kube=build.bin_dir("kube", versions.KUBERNETES),
-        etcd=build.bin_dir("etcd", versions.ETCD),
-        kwok=build.bin_dir("kwok", versions.KWOK),
-        kubectl=build.bin_dir("kubectl-helm", versions.KUBECTL_LAYER_VERSION) / "kubectl",
-        gateway_crds=build.bin_dir("gateway-api", versions.GATEWAY_API),
+        kube=bin_dir("kube", versions.KUBERNETES),
+        etcd=bin_dir("etcd", versions.ETCD),
+        kwok=bin_dir("kwok", versions.KWOK),
+        kubectl=bin_dir("kubectl-helm", versions.KUBECTL_LAYER_VERSION) / "kubectl",
+        gateway_crds=bin_dir("gateway-api", versions.GATEWAY_API),
     )
     helm = bins.kubectl.parent / "helm"
-    mlflow_venv = build.cache_dir() / "venv" / f"mlflow-{versions.MLFLOW_SERVER}"
+    mlflow_venv = cache_dir() / "venv" / f"mlflow-{versions.MLFLOW_SERVER}"
     prometheus_bin = build.prometheus()
 
     try:

@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -160,7 +160,8 @@ class Simulator:
             self.requests.labels(code="500", **labels).inc(errors)
         hist = self.latency.labels(**labels)
         for _ in range(n):
-            hist.observe(behaviour.latency_seconds * LATENCY_SPREAD[acc.samples % len(LATENCY_SPREAD)])
+            spread = LATENCY_SPREAD[acc.samples % len(LATENCY_SPREAD)]
+            hist.observe(behaviour.latency_seconds * spread)
             acc.samples += 1
 
     def state(self) -> dict[str, Any]:
@@ -215,12 +216,13 @@ def splits_from_objects(
 def _route_reader(sim: Simulator, kubeconfig: str, period: float, stop: threading.Event) -> None:
     from kubernetes import client, config  # test-support process: sync client in its own thread
 
-    api_client = config.new_client_from_config(config_file=kubeconfig)
+    api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
     while not stop.is_set():
         try:
-            routes = custom.list_cluster_custom_object(
-                "gateway.networking.k8s.io", "v1", "httproutes")["items"]
+            listed = cast(dict[str, Any], custom.list_cluster_custom_object(
+                "gateway.networking.k8s.io", "v1", "httproutes"))
+            routes = listed["items"]
             services = api_client.sanitize_for_serialization(
                 core.list_service_for_all_namespaces().items)
             sim.set_routes(splits_from_objects(routes, services))
@@ -252,7 +254,7 @@ def _handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
         def _json(self, code: int, obj: Any) -> None:
             self._send(code, json.dumps(obj).encode())
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        def do_GET(self) -> None:
             path = urlparse(self.path).path
             if path == "/healthz":
                 self._send(200, b"ok", "text/plain")
@@ -270,7 +272,7 @@ def _handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 raise ValueError("body must be a JSON object")
             return data
 
-        def do_PUT(self) -> None:  # noqa: N802
+        def do_PUT(self) -> None:
             path = urlparse(self.path).path
             try:
                 body = self._body()
@@ -292,7 +294,7 @@ def _handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 return
             self._json(200, sim.state())
 
-        def do_DELETE(self) -> None:  # noqa: N802
+        def do_DELETE(self) -> None:
             parsed = urlparse(self.path)
             if parsed.path != "/behaviour":
                 self._json(404, {"error": f"no such path {parsed.path}"})

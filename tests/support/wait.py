@@ -9,7 +9,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-class Timeout(AssertionError):
+class WaitTimeoutError(AssertionError):
     """The condition never held; the message carries the last value seen."""
 
 
@@ -35,5 +35,5 @@ def eventually(
         except Exception as exc:  # noqa: BLE001 - reported below
             last = exc
         if time.monotonic() > deadline:
-            raise Timeout(f"{what} did not hold within {timeout}s; last: {last!r}")
+            raise WaitTimeoutError(f"{what} did not hold within {timeout}s; last: {last!r}")
         time.sleep(interval)

@@ -1,0 +1,16 @@
+# The operator image. Build with a Docker engine (not available on the project's CI machines):
+#   docker build -t modeldeploy:dev .
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# Non-root, read-only friendly: meets the Pod Security "restricted" profile.
+USER 65532:65532
+ENV PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true
+# The kopf handlers module arrives with the ModelDeployment API (issue 3).
+ENTRYPOINT ["kopf", "run", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "-m", "modeldeploy.handlers"]
