@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devstack import procs, stack  # noqa: E402
+from devstack import procs, stack
 
 
 def group_rss_mib(pgid: int) -> float:

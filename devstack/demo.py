@@ -71,7 +71,8 @@ def main() -> int:
             time.sleep(3)
             rates = _rates(info)
             print("   " + "   ".join(f"v{v}: {r:5.1f}/s" for v, r in sorted(rates.items())))
-    print(f"\nThe stack keeps running. Use it:  source {info.state}/stack.env && kubectl get all -A")
+    print(f"\nThe stack keeps running. Use it:  source {info.state}/stack.env"
+          " && kubectl get all -A")
     print("Stop it:  make cluster-down")
     return 0
 
