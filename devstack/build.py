@@ -62,7 +62,9 @@ def _mark_done(path: Path) -> None:
 
 def _go_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("GOFLAGS", "-mod=mod")
+    # Keep the machine's own GOFLAGS (e.g. -buildvcs=false) and add ours: wrapper modules have
+    # no committed go.sum, so the go command must be allowed to record sums as it resolves.
+    env["GOFLAGS"] = " ".join(f for f in (env.get("GOFLAGS", ""), "-mod=mod") if f)
     env["CGO_ENABLED"] = "0"
     env["GOTOOLCHAIN"] = "local"
     return env
@@ -205,7 +207,8 @@ def build_kwok() -> Path:
         return out
     out.mkdir(parents=True, exist_ok=True)
     env = _go_env()
-    env.pop("GOFLAGS", None)  # `go install pkg@version` refuses -mod
+    # `go install pkg@version` refuses -mod; it builds kwok's own module with kwok's go.sum.
+    env["GOFLAGS"] = " ".join(f for f in env["GOFLAGS"].split() if not f.startswith("-mod="))
     env["GOBIN"] = str(out)
     _run_go("kwok", ["go", "install", "-v", "-trimpath", "-ldflags", "-s -w",
                      f"sigs.k8s.io/kwok/cmd/kwok@{versions.KWOK}"], cwd=out, env=env)

@@ -56,3 +56,30 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_a_component_that_dies_during_start_up_is_named_with_its_log(tmp_path: Path) -> None:
+    proc = procs.start("fake-apiserver", ["bash", "-c", "echo 'bind: address in use' >&2; exit 3"],
+                       state=tmp_path)
+    try:
+        procs.wait_until("fake-apiserver /readyz", lambda: False, timeout=10, proc=proc)
+    except procs.StackError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("wait_until returned for a dead process")
+    assert "fake-apiserver /readyz" in message
+    assert "exited during start-up" in message
+    assert "bind: address in use" in message
+
+
+def test_a_component_that_never_gets_ready_times_out_with_its_name(tmp_path: Path) -> None:
+    proc = procs.start("slow", ["sleep", "30"], state=tmp_path)
+    try:
+        try:
+            procs.wait_until("slow /health", lambda: False, timeout=1, proc=proc)
+        except procs.StackError as exc:
+            assert "slow /health: not ready after 1s" in str(exc)
+        else:
+            raise AssertionError("wait_until returned although the check never held")
+    finally:
+        procs.stop(tmp_path, "slow")
