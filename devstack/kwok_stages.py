@@ -96,11 +96,11 @@ def failure_stage() -> dict[str, Any]:
     }
 
 
-def render(kwok_module_dir: Path) -> str:
-    """The multi-document YAML passed to ``kwok --config``."""
+def render(upstream_dir: Path) -> str:
+    """The YAML for ``kwok --config``, built from the kwok stage files in ``upstream_dir``."""
     docs: list[dict[str, Any]] = []
     for rel in UPSTREAM:
-        doc = yaml.safe_load((kwok_module_dir / rel).read_text())
+        doc = yaml.safe_load((upstream_dir / Path(rel).name).read_text())
         if doc["metadata"]["name"] == "pod-ready":
             doc["spec"]["selector"]["matchExpressions"].append(
                 {"key": _label_expr(), "operator": "NotIn", "values": [FAIL_VALUE]}

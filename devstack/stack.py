@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack import build, kube, procs, services, versions
-from devstack.paths import bin_dir, cache_dir, state_dir
+from devstack.paths import bin_dir, state_dir
 
 ALL_COMPONENTS = services.COMPONENTS + kube.COMPONENTS
 
@@ -89,7 +89,7 @@ def up(*, state: Path | None = None, quiet: bool = False) -> StackInfo:
         gateway_crds=bin_dir("gateway-api", versions.GATEWAY_API),
     )
     helm = bins.kubectl.parent / "helm"
-    mlflow_venv = cache_dir() / "venv" / f"mlflow-{versions.MLFLOW_SERVER}"
+    mlflow_venv = build.mlflow_venv_dir()
     prometheus_bin = build.prometheus()
 
     try:
