@@ -1,0 +1,391 @@
+"""``ModelDeployment.spec``: the pydantic models are the single source of truth.
+
+The CRD's OpenAPI schema (``crds/modeldeployment.yaml``) is generated from these classes by
+:mod:`modeldeploy.api.crd`; every field's description comes from its ``description=``, and the
+cross-field rules are declared once per class in ``model_config["json_schema_extra"]`` as CEL
+``x-kubernetes-validations`` (enforced by the apiserver at admission) *and* mirrored by a
+pydantic validator (enforced again when the operator reads an object, so an object that got in
+before a rule existed still gets a clear answer instead of a crash).
+"""
+
+from __future__ import annotations
+
+import itertools
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from modeldeploy.api.cel import Rule, rules
+from modeldeploy.core.durations import DURATION_PATTERN
+
+Duration = Annotated[
+    str,
+    Field(pattern=DURATION_PATTERN, max_length=32,
+          description="A duration such as 30s, 5m, 1h30m or 500ms."),
+]
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?([munkMGTPE]i?|e[0-9]+)?$",
+                                max_length=32)]
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class _Model(BaseModel):
+    """Base for every spec class: camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+# --- model -------------------------------------------------------------------------------
+
+
+class LegacyStage(StrEnum):
+    """MLflow's deprecated model-version stages (aliases replace them in MLflow 2.9+)."""
+
+    STAGING = "Staging"  # the "Staging" stage
+    PRODUCTION = "Production"  # the "Production" stage
+    ARCHIVED = "Archived"  # the "Archived" stage
+
+
+class SecretKeyRef(_Model):
+    name: str = Field(description="Name of a Secret in the ModelDeployment's namespace.",
+                      pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    tokenKey: str = Field(default="token", description=(
+        "Key holding a bearer token (MLFLOW_TRACKING_TOKEN). Used when present in the Secret."))
+    usernameKey: str = Field(default="username", description=(
+        "Key holding a basic-auth username (MLFLOW_TRACKING_USERNAME), used with passwordKey."))
+    passwordKey: str = Field(default="password", description=(
+        "Key holding a basic-auth password (MLFLOW_TRACKING_PASSWORD)."))
+
+
+class Registry(_Model):
+    trackingUri: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$",
+                                    description=(
+        "MLflow tracking server URL (http or https). Defaults to the operator's "
+        "MODELDEPLOY_DEFAULT_TRACKING_URI."))
+    registryUri: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$",
+                                    description=(
+        "MLflow Model Registry URL, when it differs from trackingUri. Defaults to trackingUri."))
+    credentialsSecret: SecretKeyRef | None = Field(default=None, description=(
+        "Secret with credentials for the registry: a token, or a username and password."))
+
+
+@rules(Rule(
+    "[has(self.alias), has(self.stage), has(self.version)].filter(x, x).size() <= 1",
+    "set at most one of alias, stage and version (none tracks the latest version)",
+))
+class ModelRef(_Model):
+    name: str = Field(min_length=1, max_length=256, description=(
+        "Registered model name in the MLflow Model Registry."))
+    alias: str | None = Field(default=None, min_length=1, max_length=256,
+                              pattern=r"^[A-Za-z0-9_\-]+$", description=(
+        "Track the version this alias points to (e.g. champion). Moving the alias in MLflow "
+        "releases the new version."))
+    stage: LegacyStage | None = Field(default=None, description=(
+        "Track the newest version in this legacy stage (deprecated in MLflow; prefer alias)."))
+    version: str | None = Field(default=None, pattern=r"^[1-9][0-9]*$", max_length=20,
+                                description="Pin an explicit version number.")
+    registry: Registry | None = Field(default=None, description=(
+        "Where the registry is; defaults come from the operator's configuration."))
+    pollInterval: Duration = Field(default="30s", description=(
+        "How often the registry is polled for changes. Webhooks trigger at once; polling is "
+        "the backstop for lost deliveries. Objects tracking the same model share one poll."))
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> Self:
+        if sum(x is not None for x in (self.alias, self.stage, self.version)) > 1:
+            raise ValueError(
+                "set at most one of alias, stage and version (none tracks the latest version)")
+        return self
+
+    def selector(self) -> tuple[str, str]:
+        """(kind, value): ("alias", "champion"), ("stage", ...), ("version", "3") or
+        ("latest", "")."""
+        if self.alias is not None:
+            return ("alias", self.alias)
+        if self.stage is not None:
+            return ("stage", self.stage.value)
+        if self.version is not None:
+            return ("version", self.version)
+        return ("latest", "")
+
+
+# --- serving -----------------------------------------------------------------------------
+
+
+class Runtime(StrEnum):
+    """How a version is served."""
+
+    MLFLOW = "mlflow"  # MLflow's scoring server (`mlflow models serve`) in the configured image
+    CUSTOM = "custom"  # the user's image; the model URI is passed by env and templated args
+
+
+class EnvVar(_Model):
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+                      description="Environment variable name.")
+    value: str | None = Field(default=None, description=(
+        "Literal value; {{ modelUri }}, {{ modelName }} and {{ version }} are substituted."))
+    valueFrom: dict[str, Any] | None = Field(default=None, description=(
+        "A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef, ...)."),
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+
+
+class Resources(_Model):
+    requests: dict[str, Quantity] | None = Field(default=None, description=(
+        "Minimum resources, e.g. {cpu: 500m, memory: 1Gi}."))
+    limits: dict[str, Quantity] | None = Field(default=None, description="Maximum resources.")
+
+
+class Toleration(_Model):
+    key: str | None = Field(default=None, description="Taint key the toleration applies to.")
+    operator: str | None = Field(default=None, pattern=r"^(Exists|Equal)$",
+                                 description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value for Equal.")
+    effect: str | None = Field(default=None, pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$",
+                               description="NoSchedule, PreferNoSchedule or NoExecute.")
+    tolerationSeconds: int | None = Field(default=None, ge=0, description=(
+        "For NoExecute: how long the pod stays bound after the taint appears."))
+
+
+class Probe(_Model):
+    path: str = Field(default="/ping", pattern=r"^/\S*$", description="HTTP GET path.")
+    initialDelaySeconds: int = Field(default=0, ge=0, description="Wait before the first probe.")
+    periodSeconds: int = Field(default=10, ge=1, description="Probe every this many seconds.")
+    timeoutSeconds: int = Field(default=2, ge=1, description="Per-probe timeout.")
+    failureThreshold: int = Field(default=3, ge=1, description="Failures before giving up.")
+
+
+class Probes(_Model):
+    readiness: Probe | None = Field(default=None, description=(
+        "Readiness probe; defaults to GET /ping (MLflow's scoring server)."))
+    liveness: Probe | None = Field(default=None, description=(
+        "Liveness probe; defaults to GET /ping with a longer initial delay."))
+    startup: Probe | None = Field(default=None, description=(
+        "Startup probe, for models that take long to load."))
+
+
+@rules(Rule("self.minReplicas <= self.maxReplicas",
+            "minReplicas must not exceed maxReplicas", field_path=".minReplicas"))
+class Autoscaling(_Model):
+    minReplicas: int = Field(default=1, ge=1, le=1000, description="Lower bound of replicas.")
+    maxReplicas: int = Field(ge=1, le=1000, description="Upper bound of replicas.")
+    targetCPUUtilizationPercentage: int = Field(default=70, ge=1, le=100, description=(
+        "Average CPU utilisation (percent of requests) the HorizontalPodAutoscaler aims for."))
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.minReplicas > self.maxReplicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        return self
+
+
+@rules(Rule("self.runtime != 'custom' || has(self.image)",
+            "runtime custom needs an image", field_path=".image"))
+class Serving(_Model):
+    runtime: Runtime = Field(default=Runtime.MLFLOW, description=(
+        "mlflow: MLflow's scoring server serves the resolved version. custom: your image; the "
+        "model URI arrives as MODEL_URI and through {{ modelUri }} in command/args."))
+    image: str | None = Field(default=None, min_length=1, max_length=512, description=(
+        "Container image. For runtime mlflow it defaults to the operator's "
+        "MODELDEPLOY_MLFLOW_IMAGE."))
+    command: list[str] | None = Field(default=None, max_length=64, description=(
+        "Container command; {{ modelUri }}, {{ modelName }} and {{ version }} are substituted."))
+    args: list[str] | None = Field(default=None, max_length=64, description=(
+        "Container args, templated like command."))
+    port: int = Field(default=8080, ge=1, le=65535, description="Port the server listens on.")
+    replicas: int = Field(default=1, ge=0, le=1000, description=(
+        "Replicas per version (ignored while autoscaling is set)."))
+    resources: Resources | None = Field(default=None, description="Container resources.")
+    env: list[EnvVar] | None = Field(default=None, max_length=128, description=(
+        "Extra environment variables for the serving container."))
+    probes: Probes | None = Field(default=None, description="Probe overrides.")
+    nodeSelector: dict[str, str] | None = Field(default=None, description=(
+        "Node labels the serving pods must match."))
+    tolerations: list[Toleration] | None = Field(default=None, max_length=64,
+                                                 description="Tolerations of the serving pods.")
+    serviceAccountName: str | None = Field(default=None, pattern=DNS_LABEL, max_length=253,
+                                           description="ServiceAccount of the serving pods.")
+    podLabels: dict[str, str] | None = Field(default=None, description=(
+        "Extra labels on serving pods (modeldeploy.io/* keys are reserved)."))
+    podAnnotations: dict[str, str] | None = Field(default=None, description=(
+        "Extra annotations on serving pods."))
+    autoscaling: Autoscaling | None = Field(default=None, description=(
+        "Run a HorizontalPodAutoscaler per version instead of fixed replicas."))
+
+    @model_validator(mode="after")
+    def _custom_image(self) -> Self:
+        if self.runtime is Runtime.CUSTOM and self.image is None:
+            raise ValueError("runtime custom needs an image")
+        return self
+
+
+# --- traffic and rollout (validated now, acted on by progressive delivery) ------------------
+
+
+class Router(StrEnum):
+    """What shifts traffic between versions."""
+
+    GATEWAY_API = "gatewayAPI"  # weights on a Gateway API HTTPRoute
+    ISTIO = "istio"  # weights on an Istio VirtualService
+    REPLICAS = "replicas"  # one Service over all versions; traffic follows replica counts
+
+
+class ParentRef(_Model):
+    name: str = Field(min_length=1, max_length=253, description="Gateway name.")
+    namespace: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63,
+                                  description="Gateway namespace (default: the object's).")
+    sectionName: str | None = Field(default=None, max_length=253,
+                                    description="Listener name on the Gateway.")
+
+
+class GatewayAPI(_Model):
+    parentRefs: list[ParentRef] = Field(default_factory=list, max_length=32, description=(
+        "Gateways the HTTPRoute attaches to."))
+    hostnames: list[str] | None = Field(default=None, max_length=16,
+                                        description="Hostnames the HTTPRoute matches.")
+
+
+class Istio(_Model):
+    hosts: list[str] = Field(min_length=1, max_length=16,
+                             description="Hosts of the VirtualService.")
+    gateways: list[str] | None = Field(default=None, max_length=16,
+                                       description="Istio Gateways the VirtualService binds to.")
+
+
+@rules(
+    Rule("self.router != 'gatewayAPI' || has(self.gatewayAPI)",
+         "router gatewayAPI needs the gatewayAPI section", field_path=".gatewayAPI"),
+    Rule("self.router != 'istio' || has(self.istio)",
+         "router istio needs the istio section", field_path=".istio"),
+)
+class Traffic(_Model):
+    router: Router = Field(default=Router.REPLICAS, description=(
+        "gatewayAPI: weighted HTTPRoute. istio: weighted VirtualService. replicas: a plain "
+        "Service; the split follows replica counts."))
+    gatewayAPI: GatewayAPI | None = Field(default=None, description="HTTPRoute settings.")
+    istio: Istio | None = Field(default=None, description="VirtualService settings.")
+
+    @model_validator(mode="after")
+    def _sections(self) -> Self:
+        if self.router is Router.GATEWAY_API and self.gatewayAPI is None:
+            raise ValueError("router gatewayAPI needs the gatewayAPI section")
+        if self.router is Router.ISTIO and self.istio is None:
+            raise ValueError("router istio needs the istio section")
+        return self
+
+
+class Strategy(StrEnum):
+    """How a new version is released."""
+
+    CANARY = "canary"  # shift traffic step by step with analysis
+    BLUE_GREEN = "blueGreen"  # bring up the new version in full, then switch at once
+    AB_TEST = "abTest"  # route a sticky audience to the new version
+    SHADOW = "shadow"  # mirror traffic to the new version; responses are discarded
+
+
+class Step(_Model):
+    weight: int = Field(ge=1, le=100, description="Percent of traffic to the new version.")
+    pause: Duration | None = Field(default=None, description=(
+        "How long to hold this weight (with analysis running) before the next step."))
+
+
+class Direction(StrEnum):
+    """Which way a registry metric is better."""
+
+    LOWER = "lower"  # lower is better (rmse, loss)
+    HIGHER = "higher"  # higher is better (accuracy, auc)
+
+
+class RegistryMetricGate(_Model):
+    name: str = Field(min_length=1, max_length=256, description="Run metric name, e.g. rmse.")
+    direction: Direction = Field(description="Whether lower or higher is better.")
+    maxRegression: str = Field(default="0%", pattern=r"^[0-9]+(\.[0-9]+)?%$", description=(
+        "How much worse than the stable version's metric the new one may be, e.g. 2%."))
+
+
+class SmokeTest(_Model):
+    inputExample: bool = Field(default=True, description=(
+        "Send the model's logged input example to the new version before it gets traffic."))
+    maxLatency: Duration = Field(default="1s", description="Slowest acceptable response.")
+
+
+class SignatureGate(_Model):
+    onBreakingChange: str = Field(default="block", pattern=r"^(block|warn|ignore)$",
+                                  description="block, warn or ignore a breaking signature change.")
+
+
+class Gates(_Model):
+    smokeTest: SmokeTest | None = Field(default=None, description="Smoke test before traffic.")
+    registryMetrics: list[RegistryMetricGate] | None = Field(default=None, max_length=32,
+                                                             description=(
+        "Compare run metrics of the new version against the stable one."))
+    signature: SignatureGate | None = Field(default=None, description=(
+        "What to do when the model signature changes incompatibly."))
+
+
+@rules(Rule("has(self.template) != has(self.query)",
+            "set exactly one of template and query", field_path=".query"))
+class AnalysisMetric(_Model):
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL,
+                      description="Metric name shown in status.")
+    template: str | None = Field(default=None, max_length=63, description=(
+        "A built-in query template, e.g. http-error-rate or p99-latency."))
+    provider: str = Field(default="prometheus", pattern=r"^prometheus$",
+                          description="Measurement source.")
+    query: str | None = Field(default=None, max_length=4096, description=(
+        "PromQL; {{ namespace }}, {{ model }} and {{ version }} are substituted."))
+    min: float | None = Field(default=None, description="Fail when the value is below this.")
+    max: float | None = Field(default=None, description="Fail when the value is above this.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.template is None) == (self.query is None):
+            raise ValueError("set exactly one of template and query")
+        return self
+
+
+class Analysis(_Model):
+    interval: Duration = Field(default="1m", description="Time between measurements.")
+    failureLimit: int = Field(default=2, ge=0, le=100, description=(
+        "Failed measurements tolerated before rolling back."))
+    inconclusiveLimit: int = Field(default=3, ge=0, le=100, description=(
+        "Inconclusive measurements tolerated before pausing."))
+    metrics: list[AnalysisMetric] = Field(default_factory=list, max_length=32,
+                                          description="What to measure.")
+
+
+@rules(
+    Rule("!has(self.steps) || self.steps.map(s, s.weight).isSorted() && "
+         "self.steps.all(s, self.steps.filter(t, t.weight == s.weight).size() == 1)",
+         "canary step weights must be strictly increasing", field_path=".steps"),
+)
+class Rollout(_Model):
+    strategy: Strategy = Field(default=Strategy.CANARY, description=(
+        "canary, blueGreen, abTest or shadow."))
+    steps: list[Step] | None = Field(default=None, max_length=20, description=(
+        "Canary steps; weights strictly increasing within 1..100."))
+    gates: Gates | None = Field(default=None, description="Checks before any traffic moves.")
+    analysis: Analysis | None = Field(default=None, description="Metric analysis during steps.")
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Self:
+        weights = [s.weight for s in self.steps or []]
+        if any(b <= a for a, b in itertools.pairwise(weights)):
+            raise ValueError("canary step weights must be strictly increasing")
+        return self
+
+
+class ModelDeploymentSpec(_Model):
+    model: ModelRef = Field(description="Which registered model version to serve.")
+    serving: Serving = Field(default_factory=Serving, description="How each version is served.")
+    traffic: Traffic | None = Field(default=None, description=(
+        "How traffic reaches the versions (acted on by progressive delivery)."))
+    rollout: Rollout | None = Field(default=None, description=(
+        "How a new version is released (acted on by progressive delivery; until then a "
+        "version change is a plain rolling switch)."))
+
+
+__all__ = [
+    "AnalysisMetric", "Autoscaling", "Duration", "EnvVar", "LegacyStage", "ModelDeploymentSpec",
+    "ModelRef", "Registry", "Rollout", "Router", "Runtime", "SecretKeyRef", "Serving",
+    "Strategy", "Traffic",
+]

@@ -1,0 +1,128 @@
+"""The API models: defaults, validation mirrored from CEL, and the generated CRD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from modeldeploy.api import crd
+from modeldeploy.api.spec import ModelDeploymentSpec, Runtime
+from modeldeploy.core import durations
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"model": {"name": "fraud-scorer", "alias": "champion"}}
+    base.update(overrides)
+    return base
+
+
+def test_minimal_spec_gets_defaults() -> None:
+    s = ModelDeploymentSpec.model_validate({"model": {"name": "m"}})
+    assert s.model.selector() == ("latest", "")
+    assert s.model.pollInterval == "30s"
+    assert s.serving.runtime is Runtime.MLFLOW
+    assert (s.serving.replicas, s.serving.port) == (1, 8080)
+
+
+@pytest.mark.parametrize(
+    ("model", "selector"),
+    [
+        ({"name": "m", "alias": "champion"}, ("alias", "champion")),
+        ({"name": "m", "stage": "Production"}, ("stage", "Production")),
+        ({"name": "m", "version": "12"}, ("version", "12")),
+        ({"name": "m"}, ("latest", "")),
+    ],
+)
+def test_selector(model: dict[str, Any], selector: tuple[str, str]) -> None:
+    assert ModelDeploymentSpec.model_validate({"model": model}).model.selector() == selector
+
+
+INVALID = [
+    ("two selectors", spec(model={"name": "m", "alias": "a", "version": "3"}),
+     "at most one of alias, stage and version"),
+    ("unknown stage", spec(model={"name": "m", "stage": "Prod"}), "stage"),
+    ("version not a number", spec(model={"name": "m", "version": "v3"}), "version"),
+    ("negative replicas", spec(serving={"replicas": -1}), "replicas"),
+    ("custom without image", spec(serving={"runtime": "custom"}), "custom needs an image"),
+    ("autoscaling bounds", spec(serving={"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}),
+     "minReplicas must not exceed maxReplicas"),
+    ("bad duration", spec(model={"name": "m", "pollInterval": "5 minutes"}), "pollInterval"),
+    ("weights not increasing", spec(rollout={"steps": [{"weight": 50}, {"weight": 10}]}),
+     "strictly increasing"),
+    ("weights repeated", spec(rollout={"steps": [{"weight": 10}, {"weight": 10}]}),
+     "strictly increasing"),
+    ("weight above 100", spec(rollout={"steps": [{"weight": 120}]}), "weight"),
+    ("gatewayAPI without section", spec(traffic={"router": "gatewayAPI"}),
+     "needs the gatewayAPI section"),
+    ("metric with query and template",
+     spec(rollout={"analysis": {"metrics": [{"name": "e", "template": "t", "query": "q"}]}}),
+     "exactly one of template and query"),
+    ("unknown field", spec(serving={"replicaz": 2}), "replicaz"),
+    ("http-only tracking uri", spec(model={"name": "m", "registry": {"trackingUri": "ftp://x"}}),
+     "trackingUri"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "needle"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_specs_are_rejected_naming_the_problem(
+    case: str, body: dict[str, Any], needle: str
+) -> None:
+    with pytest.raises(ValidationError) as err:
+        ModelDeploymentSpec.model_validate(body)
+    assert needle in str(err.value), f"{case}: {err.value}"
+
+
+def test_committed_crd_matches_the_models() -> None:
+    committed = (REPO / "crds" / "modeldeployment.yaml").read_text()
+    assert committed == crd.render(), (
+        "crds/modeldeployment.yaml is stale: run `python -m modeldeploy.api.crd > "
+        "crds/modeldeployment.yaml`")
+
+
+def _walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = [(path, node)]
+    for name, sub in (node.get("properties") or {}).items():
+        out += _walk(sub, f"{path}.{name}")
+    if "items" in node:
+        out += _walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        out += _walk(node["additionalProperties"], f"{path}{{}}")
+    return out
+
+
+def test_crd_schema_is_structural_and_documented() -> None:
+    version = crd.custom_resource_definition()["spec"]["versions"][0]
+    root = version["schema"]["openAPIV3Schema"]
+    for path, node in _walk(root["properties"]["spec"], "spec"):
+        assert "type" in node, path
+        assert not {"anyOf", "allOf", "$ref", "oneOf", "title"} & set(node), path
+        if path.count(".") and not path.endswith(("[]", "{}")):
+            assert node.get("description"), f"{path} has no description for kubectl explain"
+    assert version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Model", "Selector", "Stable", "Canary", "Weight", "Phase", "Age"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5), ("1.5s", 1.5), ("2h", 7200)],
+)
+def test_durations_parse(text: str, seconds: float) -> None:
+    assert durations.parse(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5", "5 m", "1d", "-5s", "m5"])
+def test_bad_durations_are_named(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        durations.parse(text)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (90, "1m30s"), (3600, "1h"),
+                                               (3725, "1h2m5s")])
+def test_format_seconds(seconds: float, text: str) -> None:
+    assert durations.format_seconds(seconds) == text
