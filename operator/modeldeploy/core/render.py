@@ -1,0 +1,342 @@
+"""Pure builders for the children of a ModelDeployment: plain dicts, no I/O.
+
+Per model version ``V`` of ModelDeployment ``md``:
+
+* ``Deployment md-vV`` — the model server (runtime ``mlflow`` or ``custom``), pods meeting the
+  Pod Security "restricted" profile;
+* ``Service md-vV`` — that version alone (what routes point at);
+* ``HorizontalPodAutoscaler md-vV`` — when ``serving.autoscaling`` is set.
+
+Per ModelDeployment:
+
+* ``Service md`` — the stable entry point; its selector names the stable version;
+* ``HTTPRoute md`` — when ``traffic.router`` is ``gatewayAPI``; weights on per-version Services.
+
+Every child carries ``ownerReferences`` to the ModelDeployment (garbage collection removes
+them with it; no finalizer is needed) and a ``modeldeploy.io/hash`` annotation over its own
+rendered content, which lets the reconciler skip children that are already as desired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from modeldeploy.api.spec import ModelDeploymentSpec, Probe, Router, Runtime
+from modeldeploy.core.world import RegistryTarget
+
+GROUP = "modeldeploy.io"
+API_VERSION = f"{GROUP}/v1alpha1"
+MANAGED_BY = "modeldeploy"
+
+LABEL_NAME = f"{GROUP}/name"  # the ModelDeployment's name
+LABEL_VERSION = f"{GROUP}/version"  # the model version a child serves
+LABEL_MODEL = f"{GROUP}/model"  # registered model name (label-safe form)
+LABEL_MANAGED = "app.kubernetes.io/managed-by"
+ANNOTATION_HASH = f"{GROUP}/hash"
+ANNOTATION_MODEL = f"{GROUP}/model-name"  # the exact registered model name
+
+RUNTIME_USER = 1000  # uid/gid the serving container runs as (restricted profile: non-root)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ModelDeployment that owns the children."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {"apiVersion": API_VERSION, "kind": "ModelDeployment", "name": self.name,
+                "uid": self.uid, "controller": True, "blockOwnerDeletion": True}
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """What a version's server needs to know."""
+
+    version: str
+    model_uri: str  # e.g. models:/fraud-scorer/8
+    registry: RegistryTarget
+
+
+def label_value(text: str) -> str:
+    """A label-safe form of ``text`` (<= 63 chars of [A-Za-z0-9-_.], alnum at both ends)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-_.")
+    if safe == text and len(safe) <= 63:
+        return safe
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{safe[:54].rstrip('-_.')}-{digest}".lstrip("-_.")
+
+
+def child_name(owner: str, version: str | None = None) -> str:
+    """``owner`` or ``owner-vV``, kept within the 63 characters a Service name allows."""
+    suffix = f"-v{version}" if version is not None else ""
+    if len(owner) + len(suffix) <= 63:
+        return owner + suffix
+    digest = hashlib.sha256(owner.encode()).hexdigest()[:6]
+    keep = 63 - len(suffix) - len(digest) - 1
+    return f"{owner[:keep].rstrip('-')}-{digest}{suffix}"
+
+
+def content_hash(manifest: dict[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != "metadata"}
+    meta = {k: v for k, v in manifest["metadata"].items() if k != "annotations"}
+    annotations = {k: v for k, v in (manifest["metadata"].get("annotations") or {}).items()
+                   if k != ANNOTATION_HASH}
+    blob = json.dumps([body, meta, annotations], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _finish(manifest: dict[str, Any]) -> dict[str, Any]:
+    manifest["metadata"].setdefault("annotations", {})[ANNOTATION_HASH] = content_hash(manifest)
+    return manifest
+
+
+def _labels(owner: Owner, spec: ModelDeploymentSpec, version: str | None) -> dict[str, str]:
+    labels = {
+        LABEL_MANAGED: MANAGED_BY,
+        "app.kubernetes.io/name": "model-server",
+        "app.kubernetes.io/instance": owner.name,
+        LABEL_NAME: owner.name,
+        LABEL_MODEL: label_value(spec.model.name),
+    }
+    if version is not None:
+        labels[LABEL_VERSION] = version
+    return labels
+
+
+def _meta(owner: Owner, spec: ModelDeploymentSpec, name: str,
+          version: str | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": _labels(owner, spec, version),
+        "annotations": {ANNOTATION_MODEL: spec.model.name},
+        "ownerReferences": [owner.reference()],
+    }
+
+
+def selector(owner: Owner, version: str) -> dict[str, str]:
+    return {LABEL_NAME: owner.name, LABEL_VERSION: version}
+
+
+def template(text: str, served: ServedVersion, model_name: str) -> str:
+    """Substitute ``{{ modelUri }}``, ``{{ modelName }}`` and ``{{ version }}``."""
+    out = text
+    for key, value in (("modelUri", served.model_uri), ("modelName", model_name),
+                       ("version", served.version)):
+        out = out.replace("{{ " + key + " }}", value).replace("{{" + key + "}}", value)
+    return out
+
+
+def _env(spec: ModelDeploymentSpec, served: ServedVersion) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "MODEL_URI", "value": served.model_uri},
+        {"name": "MODEL_NAME", "value": spec.model.name},
+        {"name": "MODEL_VERSION", "value": served.version},
+        {"name": "MLFLOW_TRACKING_URI", "value": served.registry.tracking_uri},
+        {"name": "MLFLOW_REGISTRY_URI", "value": served.registry.registry_uri},
+        {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
+        # Read-only root filesystem: everything MLflow downloads goes to the /tmp emptyDir.
+        {"name": "HOME", "value": "/tmp"},  # noqa: S108 - a private emptyDir
+    ]
+    reg = served.registry
+    if reg.credentials_secret:
+        for var, key in (("MLFLOW_TRACKING_TOKEN", reg.token_key),
+                         ("MLFLOW_TRACKING_USERNAME", reg.username_key),
+                         ("MLFLOW_TRACKING_PASSWORD", reg.password_key)):
+            env.append({"name": var, "valueFrom": {"secretKeyRef": {
+                "name": reg.credentials_secret, "key": key, "optional": True}}})
+    for item in spec.serving.env or []:
+        entry: dict[str, Any] = {"name": item.name}
+        if item.value is not None:
+            entry["value"] = template(item.value, served, spec.model.name)
+        if item.valueFrom is not None:
+            entry["valueFrom"] = item.valueFrom
+        env.append(entry)
+    return env
+
+
+def _probe(probe: Probe, port: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": probe.path, "port": port},
+        "initialDelaySeconds": probe.initialDelaySeconds,
+        "periodSeconds": probe.periodSeconds,
+        "timeoutSeconds": probe.timeoutSeconds,
+        "failureThreshold": probe.failureThreshold,
+    }
+
+
+def _container(spec: ModelDeploymentSpec, served: ServedVersion,
+               default_image: str) -> dict[str, Any]:
+    serving = spec.serving
+    port = serving.port
+    command: list[str] | None
+    args: list[str] | None
+    image: str | None
+    if serving.runtime is Runtime.MLFLOW:
+        command = serving.command or ["mlflow", "models", "serve"]
+        args = serving.args or ["--model-uri", "{{ modelUri }}", "--env-manager", "local",
+                                "--host", "0.0.0.0", "--port", str(port)]  # noqa: S104 - in-pod
+        image = serving.image or default_image
+    else:
+        command, args, image = serving.command, serving.args, serving.image
+    probes = serving.probes
+    readiness = (probes.readiness if probes else None) or Probe()
+    liveness = (probes.liveness if probes else None) or Probe(initialDelaySeconds=30,
+                                                              periodSeconds=20)
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": image,
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "env": _env(spec, served),
+        "readinessProbe": _probe(readiness, port),
+        "livenessProbe": _probe(liveness, port),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_USER,
+            "runAsGroup": RUNTIME_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+    }
+    if probes and probes.startup:
+        container["startupProbe"] = _probe(probes.startup, port)
+    if command:
+        container["command"] = [template(c, served, spec.model.name) for c in command]
+    if args:
+        container["args"] = [template(a, served, spec.model.name) for a in args]
+    if serving.resources:
+        container["resources"] = serving.resources.model_dump(exclude_none=True)
+    return container
+
+
+def render_deployment(owner: Owner, spec: ModelDeploymentSpec, served: ServedVersion, *,
+                      default_image: str) -> dict[str, Any]:
+    serving = spec.serving
+    name = child_name(owner.name, served.version)
+    labels = _labels(owner, spec, served.version)
+    pod_labels = {**(serving.podLabels or {}), **labels}
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_USER,
+            "runAsGroup": RUNTIME_USER,
+            "fsGroup": RUNTIME_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_container(spec, served, default_image)],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    if serving.nodeSelector:
+        pod_spec["nodeSelector"] = dict(serving.nodeSelector)
+    if serving.tolerations:
+        pod_spec["tolerations"] = [t.model_dump(exclude_none=True) for t in serving.tolerations]
+    if serving.serviceAccountName:
+        pod_spec["serviceAccountName"] = serving.serviceAccountName
+    dep_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector(owner, served.version)},
+        "revisionHistoryLimit": 2,
+        "progressDeadlineSeconds": 600,
+        # Never drop below the desired capacity while pods are replaced.
+        "strategy": {"type": "RollingUpdate",
+                     "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+        "template": {
+            "metadata": {"labels": pod_labels,
+                         "annotations": dict(serving.podAnnotations or {})},
+            "spec": pod_spec,
+        },
+    }
+    if serving.autoscaling is None:
+        # With autoscaling the HPA owns replicas: leaving the field out of our apply keeps
+        # server-side apply from fighting it.
+        dep_spec["replicas"] = serving.replicas
+    return _finish({"apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": _meta(owner, spec, name, served.version), "spec": dep_spec})
+
+
+def render_version_service(owner: Owner, spec: ModelDeploymentSpec,
+                           version: str) -> dict[str, Any]:
+    return _finish({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _meta(owner, spec, child_name(owner.name, version), version),
+        "spec": {"type": "ClusterIP", "selector": selector(owner, version),
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http",
+                            "protocol": "TCP"}]},
+    })
+
+
+def render_stable_service(owner: Owner, spec: ModelDeploymentSpec,
+                          stable_version: str) -> dict[str, Any]:
+    """The stable entry point; switching versions is switching this selector."""
+    manifest = _finish({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _meta(owner, spec, child_name(owner.name), None),
+        "spec": {"type": "ClusterIP", "selector": selector(owner, stable_version),
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http",
+                            "protocol": "TCP"}]},
+    })
+    return manifest
+
+
+def render_hpa(owner: Owner, spec: ModelDeploymentSpec, version: str) -> dict[str, Any] | None:
+    auto = spec.serving.autoscaling
+    if auto is None:
+        return None
+    name = child_name(owner.name, version)
+    return _finish({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(owner, spec, name, version),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": auto.minReplicas,
+            "maxReplicas": auto.maxReplicas,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                "type": "Utilization",
+                "averageUtilization": auto.targetCPUUtilizationPercentage}}}],
+        },
+    })
+
+
+def render_route(owner: Owner, spec: ModelDeploymentSpec,
+                 weights: dict[str, int]) -> dict[str, Any] | None:
+    """HTTPRoute splitting traffic by ``weights`` ({version: percent}); gatewayAPI only."""
+    traffic = spec.traffic
+    if traffic is None or traffic.router is not Router.GATEWAY_API or traffic.gatewayAPI is None:
+        return None
+    gw = traffic.gatewayAPI
+    route_spec: dict[str, Any] = {
+        "parentRefs": [p.model_dump(exclude_none=True) for p in gw.parentRefs],
+        "rules": [{"backendRefs": [
+            {"name": child_name(owner.name, v), "port": 80, "weight": w}
+            for v, w in sorted(weights.items(), key=lambda kv: _version_key(kv[0]))]}],
+    }
+    if gw.hostnames:
+        route_spec["hostnames"] = list(gw.hostnames)
+    return _finish({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                    "metadata": _meta(owner, spec, child_name(owner.name), None),
+                    "spec": route_spec})
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), version) if version.isdigit() else (0, version)
+
+
+def render_version(owner: Owner, spec: ModelDeploymentSpec, served: ServedVersion, *,
+                   default_image: str) -> list[dict[str, Any]]:
+    """Everything one version needs: Deployment, Service, and the HPA when autoscaling."""
+    out = [render_deployment(owner, spec, served, default_image=default_image),
+           render_version_service(owner, spec, served.version)]
+    hpa = render_hpa(owner, spec, served.version)
+    if hpa is not None:
+        out.append(hpa)
+    return out

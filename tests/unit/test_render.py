@@ -1,0 +1,129 @@
+"""Pure renderers: names, labels, pod security, runtimes, autoscaling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.core import render
+from modeldeploy.core.world import RegistryTarget
+
+OWNER = render.Owner(name="scorer", namespace="ml", uid="uid-1")
+TARGET = RegistryTarget(tracking_uri="http://mlflow:5000", registry_uri="http://mlflow:5000",
+                        credentials_secret="mlflow-token")
+SERVED = render.ServedVersion(version="8", model_uri="models:/fraud-scorer/8", registry=TARGET)
+
+
+def deployment(**serving: Any) -> dict[str, Any]:
+    spec = ModelDeploymentSpec.model_validate(
+        {"model": {"name": "fraud-scorer", "alias": "champion"}, "serving": serving})
+    return render.render_deployment(OWNER, spec, SERVED, default_image="mlflow:test")
+
+
+def container(**serving: Any) -> dict[str, Any]:
+    return dict(deployment(**serving)["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_pods_meet_the_restricted_pod_security_profile() -> None:
+    dep = deployment()
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_children_carry_owner_version_labels_and_a_content_hash() -> None:
+    dep = deployment()
+    meta = dep["metadata"]
+    assert meta["name"] == "scorer-v8"
+    assert meta["ownerReferences"] == [OWNER.reference()]
+    assert meta["ownerReferences"][0]["controller"] is True
+    assert meta["labels"][render.LABEL_VERSION] == "8"
+    assert meta["labels"][render.LABEL_MANAGED] == "modeldeploy"
+    assert dep["spec"]["selector"]["matchLabels"] == {render.LABEL_NAME: "scorer",
+                                                      render.LABEL_VERSION: "8"}
+    assert meta["annotations"][render.ANNOTATION_HASH] == render.content_hash(dep)
+    assert deployment()["metadata"]["annotations"] == meta["annotations"], "deterministic"
+    assert deployment(replicas=3)["metadata"]["annotations"][render.ANNOTATION_HASH] != \
+        meta["annotations"][render.ANNOTATION_HASH]
+
+
+def test_mlflow_runtime_serves_the_resolved_version() -> None:
+    c = container()
+    assert c["image"] == "mlflow:test"
+    assert c["command"] == ["mlflow", "models", "serve"]
+    assert c["args"][:2] == ["--model-uri", "models:/fraud-scorer/8"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["MLFLOW_TRACKING_URI"]["value"] == "http://mlflow:5000"
+    assert env["MLFLOW_TRACKING_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "mlflow-token", "key": "token", "optional": True}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ping", "port": 8080}
+
+
+def test_custom_runtime_templates_command_args_and_env() -> None:
+    c = container(runtime="custom", image="me/server:1", port=9000,
+                  args=["--model={{ modelUri }}", "--name={{modelName}}", "--v={{ version }}"],
+                  env=[{"name": "WHERE", "value": "{{ modelUri }}"}])
+    assert c["image"] == "me/server:1"
+    assert "command" not in c
+    assert c["args"] == ["--model=models:/fraud-scorer/8", "--name=fraud-scorer", "--v=8"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["WHERE"] == "models:/fraud-scorer/8" and env["MODEL_URI"] == env["WHERE"]
+    assert c["ports"][0]["containerPort"] == 9000
+
+
+def test_autoscaling_leaves_replicas_to_the_hpa() -> None:
+    spec = ModelDeploymentSpec.model_validate(
+        {"model": {"name": "m"}, "serving": {"autoscaling": {"minReplicas": 2,
+                                                              "maxReplicas": 5}}})
+    out = render.render_version(OWNER, spec, SERVED, default_image="x")
+    dep = next(m for m in out if m["kind"] == "Deployment")
+    hpa = next(m for m in out if m["kind"] == "HorizontalPodAutoscaler")
+    assert "replicas" not in dep["spec"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+
+
+def test_scheduling_fields_pass_through() -> None:
+    pod = deployment(nodeSelector={"gpu": "yes"}, serviceAccountName="sa",
+                     tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                     podLabels={"team": "risk"}, resources={"requests": {"cpu": "500m"}})[
+        "spec"]["template"]
+    assert pod["spec"]["nodeSelector"] == {"gpu": "yes"}
+    assert pod["spec"]["tolerations"] == [{"key": "gpu", "operator": "Exists",
+                                           "effect": "NoSchedule"}]
+    assert pod["metadata"]["labels"]["team"] == "risk"
+    assert pod["spec"]["containers"][0]["resources"] == {"requests": {"cpu": "500m"}}
+
+
+def test_pod_labels_cannot_override_the_selector_labels() -> None:
+    pod = deployment(podLabels={render.LABEL_VERSION: "evil"})["spec"]["template"]
+    assert pod["metadata"]["labels"][render.LABEL_VERSION] == "8"
+
+
+@pytest.mark.parametrize(
+    ("owner", "version"),
+    [("a" * 63, "12"), ("model-deployment-with-a-really-long-name-for-no-good-reason", "123")],
+)
+def test_child_names_fit_in_63_characters(owner: str, version: str) -> None:
+    name = render.child_name(owner, version)
+    assert len(name) <= 63 and name.endswith(f"-v{version}")
+    assert render.child_name(owner, version) == name
+    assert render.child_name(owner + "x", version) != name
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("fraud-scorer", "fraud-scorer"), ("Fraud Scorer (v2)", None), ("x" * 80, None)],
+)
+def test_label_values_are_valid(text: str, ok: str | None) -> None:
+    value = render.label_value(text)
+    assert len(value) <= 63 and value[0].isalnum() and value[-1].isalnum()
+    if ok:
+        assert value == ok
