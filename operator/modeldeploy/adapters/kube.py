@@ -1,0 +1,162 @@
+"""The only code that writes to the Kubernetes API (Kopf's watches read it).
+
+The official client is synchronous; every call here runs in a worker thread so the event loop
+never blocks. Writes are idempotent: server-side apply with our field manager, deletes that
+treat 404 as done, and status written as a merge patch of the complete status. Conflicts
+(409), throttling (429) and server errors (5xx) are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "modeldeploy"
+GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
+
+#: kind -> (API path prefix, plural) for every kind the operator writes.
+KINDS: dict[str, tuple[str, str]] = {
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Service": ("/api/v1", "services"),
+    "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
+    "Secret": ("/api/v1", "secrets"),
+    "Event": ("/api/v1", "events"),
+    "ModelDeployment": (f"/apis/{GROUP}/{VERSION}", PLURAL),
+}
+_RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status, self.reason, self.message = status, reason, message
+
+
+@dataclass(frozen=True)
+class Kube:
+    api: client.ApiClient
+    attempts: int = 5
+
+    @classmethod
+    def from_environment(cls, kubeconfig: str | None = None) -> Kube:
+        """In-cluster config when running in a pod, else the kubeconfig (``$KUBECONFIG``)."""
+        try:
+            config.load_incluster_config()
+            return cls(client.ApiClient())
+        except config.ConfigException:
+            return cls(config.new_client_from_config(config_file=kubeconfig))
+
+    # --- primitives ------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
+              body: Any = None, content_type: str = "application/json") -> Any:
+        serialized = self.api.param_serialize(
+            method=method, resource_path=path, query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body, auth_settings=["BearerToken"])
+        resp = self.api.call_api(*serialized, _request_timeout=30)
+        resp.read()
+        text = resp.data.decode() if resp.data else ""
+        if resp.status >= 400:
+            try:
+                detail = json.loads(text)
+                raise ApiError(resp.status, str(detail.get("reason", "")),
+                               str(detail.get("message", text)))
+            except ValueError:
+                raise ApiError(resp.status, "", text[:500]) from None
+        return json.loads(text) if text else None
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        delay = 0.2
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await asyncio.to_thread(self._call, method, path, **kwargs)
+            except ApiError as exc:
+                if exc.status not in _RETRY_STATUSES or attempt == self.attempts:
+                    raise
+                log.info("%s %s: %s; retry %d", method, path, exc, attempt)
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def path(kind: str, namespace: str, name: str | None = None) -> str:
+        prefix, plural = KINDS[kind]
+        return f"{prefix}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+    # --- operations ------------------------------------------------------------------------
+
+    async def apply(self, manifest: dict[str, Any]) -> Any:
+        """Server-side apply ``manifest`` as our field manager (force: we own these objects)."""
+        meta = manifest["metadata"]
+        return await self._request(
+            "PATCH", self.path(manifest["kind"], meta["namespace"], meta["name"]),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            body=manifest, content_type="application/apply-patch+yaml")
+
+    async def list_all(self, kind: str, label_selector: str) -> list[dict[str, Any]]:
+        """Every object of ``kind`` in the cluster matching ``label_selector`` ([] when the
+        kind is not served, e.g. Gateway API CRDs not installed)."""
+        prefix, plural = KINDS[kind]
+        try:
+            listed = await self._request("GET", f"{prefix}/{plural}",
+                                         query=[("labelSelector", label_selector)])
+        except ApiError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return list(listed.get("items") or [])
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete (background propagation). False when it was already gone."""
+        try:
+            await self._request("DELETE", self.path(kind, namespace, name),
+                                body={"propagationPolicy": "Background"})
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> Any:
+        """Write the complete status (merge patch: absent keys are sent as null)."""
+        return await self._request(
+            "PATCH", self.path("ModelDeployment", namespace, name) + "/status",
+            body={"status": status}, content_type="application/merge-patch+json")
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        secret = await self._request("GET", self.path("Secret", namespace, name))
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+    async def post_event(self, owner: dict[str, Any], *, type_: str, reason: str,
+                         message: str) -> None:
+        """A core/v1 Event on ``owner`` (reason is a stable CamelCase name)."""
+        meta = owner["metadata"]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": owner.get("apiVersion", f"{GROUP}/{VERSION}"),
+                               "kind": "ModelDeployment", "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta.get("uid"),
+                               "resourceVersion": meta.get("resourceVersion")},
+            "type": type_, "reason": reason, "message": message[:1024],
+            "source": {"component": "modeldeploy"},
+            "reportingComponent": "modeldeploy.io/operator",
+            "reportingInstance": "modeldeploy",
+            "action": reason,
+            "firstTimestamp": now[:19] + "Z", "lastTimestamp": now[:19] + "Z",
+            "eventTime": now, "count": 1,
+        }
+        await self._request("POST", self.path("Event", meta["namespace"]), body=event)

@@ -1,0 +1,233 @@
+"""The MLflow Model Registry, through mlflow-skinny, with explicit endpoints and credentials.
+
+Why the REST stores and not ``MlflowClient``: ``MlflowClient(tracking_uri, registry_uri)``
+reads credentials from process-wide environment variables (``MLFLOW_TRACKING_TOKEN`` ...), so
+two ModelDeployments with different credential Secrets could not be served safely from one
+process. The stores ``MlflowClient`` itself uses take a host-credentials callable; we give
+each registry its own, built from its Secret. Nothing here touches MLflow's global tracking URI.
+
+Every call is blocking; :class:`Registry` runs them in a thread with a timeout, so the event
+loop never waits on the network. Errors become data (:class:`Resolution` with an outcome),
+never exceptions, because "the model is gone" and "the registry is down" are states the
+operator reports, not reasons to crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from modeldeploy.core.world import RegistryOutcome, Resolution, ResolvedVersion
+
+# mlflow's HTTP layer retries 7 times with exponential backoff by default (minutes of
+# blocking on an outage); the operator has its own retry loop, so one quick try is right.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from mlflow.exceptions import MlflowException
+from mlflow.store.model_registry.rest_store import RestStore as RegistryStore
+from mlflow.store.tracking.rest_store import RestStore as TrackingStore
+from mlflow.utils.rest_utils import MlflowHostCreds, http_request
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Values read from a credentials Secret (never logged, never in status)."""
+
+    token: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ResolveKey:
+    """Everything that determines one registry answer; equal keys share one resolution."""
+
+    tracking_uri: str
+    registry_uri: str
+    model: str
+    kind: str  # alias | stage | version | latest
+    value: str
+    credentials_ref: str | None = None  # "namespace/secret", for sharing and invalidation
+
+    def describe(self) -> str:
+        what = {"alias": f"alias {self.value!r}", "stage": f"stage {self.value!r}",
+                "version": f"version {self.value}", "latest": "the latest version"}[self.kind]
+        return f"{what} of registered model {self.model!r} at {self.registry_uri}"
+
+
+@dataclass(frozen=True)
+class VersionDetails:
+    """What gates need beyond the resolution: run metrics, signature and input example."""
+
+    metrics: dict[str, float]
+    signature: dict[str, Any] | None
+    input_example: Any | None
+
+
+def model_uri(model: str, version: str) -> str:
+    """The URI a model server loads: resolved against MLFLOW_REGISTRY_URI in the pod."""
+    return f"models:/{model}/{version}"
+
+
+class _Client:
+    """Blocking calls against one registry with one set of credentials."""
+
+    def __init__(self, tracking_uri: str, registry_uri: str, creds: Credentials | None) -> None:
+        def host(uri: str) -> MlflowHostCreds:
+            c = creds or Credentials()
+            return MlflowHostCreds(host=uri, token=c.token, username=c.username,
+                                   password=c.password)
+
+        self._tracking_creds = host(tracking_uri)
+        self.registry = RegistryStore(lambda: host(registry_uri))
+        self.tracking = TrackingStore(lambda: self._tracking_creds)
+
+    def resolve(self, key: ResolveKey) -> Resolution:
+        now = dt.datetime.now(dt.UTC)
+        try:
+            mv = self._find(key)
+        except _NotFoundError as missing:
+            return Resolution(outcome=RegistryOutcome.NOT_FOUND, reason=missing.reason,
+                              message=str(missing), at=now)
+        except MlflowException as exc:
+            return _unreachable(exc, key, now)
+        except OSError as exc:  # requests' connection errors are OSErrors
+            return Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryUnreachable",
+                              message=f"{key.registry_uri}: {exc}", at=now)
+        version = str(mv.version)
+        return Resolution(
+            outcome=RegistryOutcome.OK, reason="Resolved", at=now,
+            message=f"{key.describe()} is version {version}",
+            version=ResolvedVersion(version=version, run_id=mv.run_id, source=mv.source,
+                                    model_uri=model_uri(key.model, version)))
+
+    def _find(self, key: ResolveKey) -> Any:
+        if key.kind == "alias":
+            try:
+                return self.registry.get_model_version_by_alias(key.model, key.value)
+            except MlflowException as exc:
+                if _is_missing_model(exc):
+                    raise _NotFoundError("ModelNotFound", _no_model(key)) from exc
+                if "alias" in str(exc) and "not found" in str(exc):
+                    raise _NotFoundError("AliasNotFound",
+                                    f"registered model {key.model!r} has no alias "
+                                    f"{key.value!r}") from exc
+                raise
+        if key.kind == "version":
+            try:
+                return self.registry.get_model_version(key.model, key.value)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                self._require_model(key)
+                raise _NotFoundError("VersionNotFound",
+                                f"registered model {key.model!r} has no version "
+                                f"{key.value}") from exc
+        if key.kind == "stage":
+            try:
+                found = self.registry.get_latest_versions(key.model, [key.value])
+            except MlflowException as exc:
+                if _is_missing_model(exc):
+                    raise _NotFoundError("ModelNotFound", _no_model(key)) from exc
+                raise
+            if not found:
+                raise _NotFoundError("StageEmpty", f"registered model {key.model!r} has no "
+                                              f"version in stage {key.value!r}")
+            return max(found, key=lambda mv: int(mv.version))
+        escaped = key.model.replace("'", "\\'")
+        found = list(self.registry.search_model_versions(
+            f"name='{escaped}'", max_results=1, order_by=["version_number DESC"]))
+        if not found:
+            self._require_model(key)
+            raise _NotFoundError("NoVersions", f"registered model {key.model!r} has no versions")
+        return found[0]
+
+    def _require_model(self, key: ResolveKey) -> None:
+        try:
+            self.registry.get_registered_model(key.model)
+        except MlflowException as exc:
+            if _is_missing_model(exc):
+                raise _NotFoundError("ModelNotFound", _no_model(key)) from exc
+            raise
+
+    def details(self, run_id: str | None, source: str | None) -> VersionDetails:
+        metrics = dict(self.tracking.get_run(run_id).data.metrics) if run_id else {}
+        signature, example = None, None
+        model_id = source.removeprefix("models:/") if source and \
+            source.startswith("models:/m-") else None
+        if model_id:
+            location = self.tracking.get_logged_model(model_id).artifact_location
+            mlmodel = self._artifact(location, "MLmodel")
+            if mlmodel is not None:
+                meta = yaml.safe_load(mlmodel) or {}
+                signature = meta.get("signature")
+                info = meta.get("saved_input_example_info") or {}
+                if info.get("artifact_path"):
+                    raw = self._artifact(location, info["artifact_path"])
+                    example = json.loads(raw) if raw else None
+        return VersionDetails(metrics=metrics, signature=signature, input_example=example)
+
+    def _artifact(self, location: str, name: str) -> str | None:
+        """Read an artifact through the tracking server's artifact proxy, if it serves it."""
+        if not location.startswith("mlflow-artifacts:"):
+            return None
+        path = location.removeprefix("mlflow-artifacts:").lstrip("/")
+        resp = http_request(self._tracking_creds,
+                            f"/api/2.0/mlflow-artifacts/artifacts/{path}/{name}", "GET")
+        return resp.text if resp.status_code == 200 else None
+
+
+class _NotFoundError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _is_missing_model(exc: MlflowException) -> bool:
+    return exc.error_code == "RESOURCE_DOES_NOT_EXIST" and "Registered Model" in str(exc)
+
+
+def _no_model(key: ResolveKey) -> str:
+    return f"no registered model {key.model!r} at {key.registry_uri}"
+
+
+def _unreachable(exc: MlflowException, key: ResolveKey, now: dt.datetime) -> Resolution:
+    code = exc.error_code
+    if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        return Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryUnauthorized",
+                          message=f"{key.registry_uri} refused the credentials ({code})", at=now)
+    text = str(exc)
+    if "failed with exception" in text:  # connection refused, DNS, timeouts
+        text = text.split("failed with exception", 1)[1].strip()[:300]
+    return Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryUnreachable",
+                      message=f"{key.registry_uri}: {text}", at=now)
+
+
+class Registry:
+    """Async face of the registry: each call in a worker thread, bounded by ``timeout``."""
+
+    def __init__(self, *, timeout: float = 15.0) -> None:
+        self.timeout = timeout
+
+    async def resolve(self, key: ResolveKey, creds: Credentials | None) -> Resolution:
+        client = _Client(key.tracking_uri, key.registry_uri, creds)
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(client.resolve, key), self.timeout)
+        except TimeoutError:
+            return Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryUnreachable",
+                              message=f"{key.registry_uri}: no answer within {self.timeout:.0f}s",
+                              at=dt.datetime.now(dt.UTC))
+
+    async def details(self, key: ResolveKey, creds: Credentials | None,
+                      version: ResolvedVersion) -> VersionDetails:
+        client = _Client(key.tracking_uri, key.registry_uri, creds)
+        return await asyncio.wait_for(
+            asyncio.to_thread(client.details, version.run_id, version.source), self.timeout)

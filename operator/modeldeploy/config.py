@@ -1,0 +1,47 @@
+"""Operator configuration, from environment variables (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_MLFLOW_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.2"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    #: Registry used when a ModelDeployment names none (MODELDEPLOY_DEFAULT_TRACKING_URI).
+    default_tracking_uri: str | None = None
+    default_registry_uri: str | None = None
+    #: Image for runtime ``mlflow`` when the spec names none.
+    mlflow_image: str = DEFAULT_MLFLOW_IMAGE
+    #: The MLflow webhook receiver; it only starts when a secret is configured.
+    webhook_host: str = "0.0.0.0"  # noqa: S104 - in a pod, behind its Service
+    webhook_port: int = 8090
+    webhook_secret: str | None = None
+    #: Reconcile workers, registry call timeout, periodic resync of every object.
+    workers: int = 4
+    registry_timeout: float = 15.0
+    resync_seconds: float = 300.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
+        e = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = e.get(f"MODELDEPLOY_{name}")
+            return value if value else None
+
+        tracking = get("DEFAULT_TRACKING_URI")
+        return cls(
+            default_tracking_uri=tracking,
+            default_registry_uri=get("DEFAULT_REGISTRY_URI") or tracking,
+            mlflow_image=get("MLFLOW_IMAGE") or DEFAULT_MLFLOW_IMAGE,
+            webhook_host=get("WEBHOOK_HOST") or cls.webhook_host,
+            webhook_port=int(get("WEBHOOK_PORT") or cls.webhook_port),
+            webhook_secret=get("WEBHOOK_SECRET"),
+            workers=int(get("WORKERS") or cls.workers),
+            registry_timeout=float(get("REGISTRY_TIMEOUT") or cls.registry_timeout),
+            resync_seconds=float(get("RESYNC_SECONDS") or cls.resync_seconds),
+        )

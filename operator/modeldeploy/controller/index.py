@@ -1,0 +1,133 @@
+"""What the watches have seen: ModelDeployments and compact summaries of their children.
+
+The reconciler observes from here instead of GETting objects, so an object whose children
+are as desired costs no API call at all. Children are kept as small frozen
+:class:`~modeldeploy.core.world.Child` records (not bodies), grouped by owner uid; the
+ModelDeployment bodies are kept with ``managedFields`` stripped. That is what keeps memory flat
+at a thousand objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy.core import render
+from modeldeploy.core.world import Child
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+def key_of(body: dict[str, Any]) -> Key:
+    return (body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+def child_of(kind: str, body: dict[str, Any]) -> Child:
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    base = {"kind": kind, "name": meta["name"], "version": labels.get(render.LABEL_VERSION),
+            "hash": annotations.get(render.ANNOTATION_HASH)}
+    if kind != "Deployment":
+        return Child(**base)
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    conditions = status.get("conditions") or []
+    return Child(
+        **base,
+        replicas=int(spec.get("replicas", 1)),
+        ready=int(status.get("readyReplicas") or 0),
+        updated=int(status.get("updatedReplicas") or 0),
+        current=int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0),
+        deadline_exceeded=any(c.get("type") == "Progressing" and
+                              c.get("reason") == "ProgressDeadlineExceeded" for c in conditions),
+    )
+
+
+def owner_uid(body: dict[str, Any]) -> str | None:
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == "ModelDeployment" and ref.get("controller"):
+            return str(ref["uid"])
+    return None
+
+
+def _rv(body: dict[str, Any]) -> int | None:
+    value = (body.get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class Index:
+    """Watch events and our own write responses, newest resourceVersion wins.
+
+    The reconciler writes the responses of its own status patches and applies back into the
+    index; a watch event that is older than such a write (it was in flight) is ignored, so a
+    reconcile never decides on a status it has itself already replaced. resourceVersions are
+    compared as integers, which holds for etcd-backed apiservers.
+    """
+
+    def __init__(self) -> None:
+        self._bodies: dict[Key, dict[str, Any]] = {}
+        self._uid_to_key: dict[str, Key] = {}
+        self._children: dict[str, dict[tuple[str, str], Child]] = {}
+        self._child_rv: dict[tuple[str, str, str], int] = {}
+
+    # ModelDeployments
+
+    def upsert(self, body: dict[str, Any]) -> Key:
+        key = key_of(body)
+        meta = body.setdefault("metadata", {})
+        meta.pop("managedFields", None)
+        known = self._bodies.get(key)
+        if known is not None and known["metadata"].get("uid") == meta.get("uid"):
+            old, new = _rv(known), _rv(body)
+            if old is not None and new is not None and new < old:
+                return key  # an event older than what we already know
+        self._bodies[key] = body
+        self._uid_to_key[str(meta.get("uid"))] = key
+        return key
+
+    def remove(self, key: Key) -> None:
+        body = self._bodies.pop(key, None)
+        if body is not None:
+            uid = str(body["metadata"].get("uid"))
+            self._uid_to_key.pop(uid, None)
+            for kind, name in self._children.pop(uid, {}):
+                self._child_rv.pop((uid, kind, name), None)
+
+    def get(self, key: Key) -> dict[str, Any] | None:
+        return self._bodies.get(key)
+
+    def keys(self) -> list[Key]:
+        return list(self._bodies)
+
+    # Children
+
+    def upsert_child(self, kind: str, body: dict[str, Any]) -> Key | None:
+        """Record a child; returns its owner's key when the owner is known."""
+        uid = owner_uid(body)
+        if uid is None:
+            return None
+        child = child_of(kind, body)
+        children = self._children.setdefault(uid, {})
+        rv = _rv(body)
+        if rv is not None and self._child_rv.get((uid, kind, child.name), -1) > rv:
+            return self._uid_to_key.get(uid)
+        children[(kind, child.name)] = child
+        if rv is not None:
+            self._child_rv[(uid, kind, child.name)] = rv
+        return self._uid_to_key.get(uid)
+
+    def remove_child(self, kind: str, body: dict[str, Any]) -> Key | None:
+        uid = owner_uid(body)
+        if uid is None:
+            return None
+        self._children.get(uid, {}).pop((kind, body["metadata"]["name"]), None)
+        self._child_rv.pop((uid, kind, body["metadata"]["name"]), None)
+        return self._uid_to_key.get(uid)
+
+    def children(self, uid: str) -> tuple[Child, ...]:
+        return tuple(self._children.get(uid, {}).values())
+
+    def __len__(self) -> int:
+        return len(self._bodies)

@@ -1,0 +1,144 @@
+"""The running operator: watch index, work queue, workers, resolver loop, webhook receiver.
+
+Kopf delivers watch events (:mod:`modeldeploy.handlers`); this object turns them into queued
+keys and runs everything else. Start-up lists the existing children *before* any
+ModelDeployment is reconciled (the informer "cache sync"), so a restarted operator sees the
+world as it is and neither re-creates nor flaps anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from modeldeploy.adapters.kube import ApiError, Kube
+from modeldeploy.adapters.registry import Registry
+from modeldeploy.config import OperatorConfig
+from modeldeploy.controller.index import Index, Key, key_of
+from modeldeploy.controller.queue import WorkQueue
+from modeldeploy.controller.reconciler import Reconciler
+from modeldeploy.controller.resolver import Resolver
+from modeldeploy.core import render
+from modeldeploy.webhook import Receiver
+
+log = logging.getLogger(__name__)
+
+CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "HTTPRoute")
+MANAGED_SELECTOR = f"{render.LABEL_MANAGED}={render.MANAGED_BY}"
+
+
+def _namespace_terminating(exc: Exception) -> bool:
+    return isinstance(exc, ApiError) and exc.status == 403 and \
+        "because it is being terminated" in exc.message
+
+
+class Operator:
+    def __init__(self, config: OperatorConfig, kube: Kube) -> None:
+        self.config = config
+        self.kube = kube
+        self.index = Index()
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.reconciler: Reconciler
+        self.resolver = Resolver(Registry(timeout=config.registry_timeout), wake=self.queue.add,
+                                 credentials=self._credentials)
+        self.reconciler = Reconciler(kube=kube, index=self.index, resolver=self.resolver,
+                                     config=config)
+        self.receiver: Receiver | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._failures: dict[Key, int] = {}
+        self._web: web.AppRunner | None = None
+
+    async def _credentials(self, rkey: Any) -> Any:
+        return await self.reconciler.credentials(rkey)
+
+    @classmethod
+    async def start(cls, config: OperatorConfig, kube: Kube | None = None) -> Operator:
+        op = cls(config, kube or Kube.from_environment())
+        for kind in CHILD_KINDS:
+            for body in await op.kube.list_all(kind, MANAGED_SELECTOR):
+                op.index.upsert_child(kind, body)
+        op._tasks = [asyncio.create_task(op._worker(i), name=f"worker-{i}")
+                     for i in range(config.workers)]
+        op._tasks.append(asyncio.create_task(op.resolver.run(), name="resolver"))
+        if config.webhook_secret and config.webhook_port:
+            op.receiver = Receiver(secret=config.webhook_secret,
+                                   invalidate=op.resolver.invalidate)
+            op._web = web.AppRunner(op.receiver.app(), access_log=None)
+            await op._web.setup()
+            await web.TCPSite(op._web, config.webhook_host, config.webhook_port).start()
+            log.info("MLflow webhook receiver on %s:%d/webhooks/mlflow", config.webhook_host,
+                     config.webhook_port)
+        return op
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._web is not None:
+            await self._web.cleanup()
+
+    # --- watch events ----------------------------------------------------------------------
+
+    def model_deployment_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        key = key_of(body)
+        if event_type == "DELETED":
+            self.index.remove(key)
+            self.resolver.unsubscribe(key)
+            self.queue.forget(key)
+            return
+        self.index.upsert(body)
+        self.queue.add(key)
+
+    def child_event(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
+        owner = (self.index.remove_child(kind, body) if event_type == "DELETED"
+                 else self.index.upsert_child(kind, body))
+        if owner is not None:
+            self.queue.add(owner)
+
+    # --- workers ---------------------------------------------------------------------------
+
+    async def _worker(self, number: int) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                requeue = await self.reconciler.reconcile(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one object's failure never stops others
+                if _namespace_terminating(exc):
+                    # Its namespace is going away and takes the object with it: nothing to do.
+                    log.debug("%s/%s: namespace terminating", *key)
+                else:
+                    self._retry_later(key, exc)
+                    if self._failures[key] == 1:
+                        await self._report_failure(key, exc)
+            else:
+                self._failures.pop(key, None)
+                if self.index.get(key) is not None:
+                    if requeue is not None:
+                        self.queue.add_after(key, requeue)
+                    self.queue.add_after(key, self.config.resync_seconds)
+            finally:
+                self.queue.done(key)
+
+    def _retry_later(self, key: Key, exc: Exception) -> None:
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        delay = min(0.5 * 2 ** failures, 300.0)
+        log.warning("reconcile %s/%s failed (%d in a row, retry in %.0fs): %s",
+                    *key, failures, delay, exc)
+        self.queue.add_after(key, delay)
+
+    async def _report_failure(self, key: Key, exc: Exception) -> None:
+        body = self.index.get(key)
+        if body is None:
+            return
+        message = exc.message if isinstance(exc, ApiError) else str(exc)
+        with contextlib.suppress(Exception):
+            await self.kube.post_event(body, type_="Warning", reason="ReconcileError",
+                                       message=f"{type(exc).__name__}: {message}"[:1000])

@@ -1,0 +1,180 @@
+"""Shared registry resolutions: one read per unique key per poll interval, not one per object.
+
+Every ModelDeployment subscribes to exactly one :class:`ResolveKey` (registry, credentials,
+model, selector). The resolver keeps one entry per key with its last answer and polls it at the
+shortest interval its subscribers ask for; a thousand objects tracking ``fraud@champion`` cost
+one request per interval. When an answer changes (new version, model gone, registry down or
+back), every subscriber is woken. A failed poll is retried with exponential backoff capped at
+the poll interval. Webhooks call :meth:`Resolver.invalidate` to poll a model at once.
+
+Polling is driven by one loop for all keys: there is no timer per object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from modeldeploy.adapters.registry import Credentials, Registry, ResolveKey
+from modeldeploy.core.world import RegistryOutcome, Resolution
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+CredentialsProvider = Callable[[ResolveKey], Awaitable[Credentials | None]]
+#: Backoff after a failed poll: 1, 2, 4, ... seconds, capped at the poll interval.
+BACKOFF_START, BACKOFF_MAX = 1.0, 60.0
+
+
+@dataclass
+class _Entry:
+    resolution: Resolution | None = None
+    due: float = 0.0
+    failures: int = 0
+    intervals: dict[Key, float] = field(default_factory=dict)  # subscriber -> poll interval
+    inflight: asyncio.Task[Resolution] | None = None
+    polls: int = 0
+
+    @property
+    def interval(self) -> float:
+        return min(self.intervals.values(), default=60.0)
+
+
+def _signature(res: Resolution | None) -> tuple[object, ...]:
+    if res is None:
+        return ()
+    return (res.outcome, res.reason, res.version.version if res.version else None,
+            res.version.run_id if res.version else None)
+
+
+def _clear_inflight(entry: _Entry) -> Callable[[asyncio.Task[Resolution]], None]:
+    def clear(task: asyncio.Task[Resolution]) -> None:
+        if entry.inflight is task:
+            entry.inflight = None
+    return clear
+
+
+class Resolver:
+    def __init__(self, registry: Registry, *, wake: Callable[[Key], None],
+                 credentials: CredentialsProvider, concurrency: int = 8,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._registry = registry
+        self._wake = wake
+        self._credentials = credentials
+        self._clock = clock
+        self._entries: dict[ResolveKey, _Entry] = {}
+        self._subscriptions: dict[Key, ResolveKey] = {}
+        self._limit = asyncio.Semaphore(concurrency)
+        self._changed = asyncio.Event()
+
+    # --- subscriptions ---------------------------------------------------------------------
+
+    def subscribe(self, obj: Key, rkey: ResolveKey, interval: float) -> None:
+        old = self._subscriptions.get(obj)
+        if old is not None and old != rkey:
+            self.unsubscribe(obj)
+        entry = self._entries.setdefault(rkey, _Entry(due=self._clock()))
+        shorter = interval < entry.interval
+        entry.intervals[obj] = interval
+        self._subscriptions[obj] = rkey
+        if shorter and entry.resolution is not None:
+            entry.due = min(entry.due, self._clock() + interval)
+            self._changed.set()
+
+    def unsubscribe(self, obj: Key) -> None:
+        rkey = self._subscriptions.pop(obj, None)
+        if rkey is None:
+            return
+        entry = self._entries.get(rkey)
+        if entry is not None:
+            entry.intervals.pop(obj, None)
+            if not entry.intervals:
+                if entry.inflight is not None:
+                    entry.inflight.cancel()
+                del self._entries[rkey]
+
+    def current(self, rkey: ResolveKey) -> Resolution | None:
+        entry = self._entries.get(rkey)
+        return entry.resolution if entry else None
+
+    def stats(self) -> dict[str, int]:
+        return {"keys": len(self._entries), "subscribers": len(self._subscriptions),
+                "polls": sum(e.polls for e in self._entries.values())}
+
+    def polls(self, rkey: ResolveKey) -> int:
+        entry = self._entries.get(rkey)
+        return entry.polls if entry else 0
+
+    # --- resolving -------------------------------------------------------------------------
+
+    async def ensure(self, rkey: ResolveKey) -> Resolution:
+        """The current answer, resolving now if this key was never resolved."""
+        entry = self._entries.setdefault(rkey, _Entry(due=self._clock()))
+        if entry.resolution is not None:
+            return entry.resolution
+        return await self._refresh(rkey, entry)
+
+    def invalidate(self, model: str) -> int:
+        """Poll every key of ``model`` now (a webhook said something changed)."""
+        hits = 0
+        for rkey, entry in self._entries.items():
+            if rkey.model == model:
+                entry.due = self._clock()
+                hits += 1
+        if hits:
+            self._changed.set()
+        return hits
+
+    async def _refresh(self, rkey: ResolveKey, entry: _Entry) -> Resolution:
+        if entry.inflight is None:
+            entry.inflight = asyncio.create_task(self._poll(rkey, entry))
+        task = entry.inflight
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done() and entry.inflight is task:
+                entry.inflight = None
+
+    async def _poll(self, rkey: ResolveKey, entry: _Entry) -> Resolution:
+        async with self._limit:
+            try:
+                creds = await self._credentials(rkey)
+            except LookupError as exc:
+                res = Resolution(outcome=RegistryOutcome.UNREACHABLE,
+                                 reason="CredentialsUnavailable", message=str(exc))
+            else:
+                res = await self._registry.resolve(rkey, creds)
+        entry.polls += 1
+        before = _signature(entry.resolution)
+        entry.resolution = res
+        if res.outcome is RegistryOutcome.UNREACHABLE:
+            entry.failures += 1
+            backoff = min(BACKOFF_START * 2 ** (entry.failures - 1), BACKOFF_MAX)
+            entry.due = self._clock() + min(backoff, entry.interval)
+        else:
+            entry.failures = 0
+            entry.due = self._clock() + entry.interval
+        if _signature(res) != before:
+            log.info("%s", res.message or f"{rkey.describe()}: {res.reason}")
+            for obj in list(entry.intervals):
+                self._wake(obj)
+        return res
+
+    async def run(self) -> None:
+        """Poll due keys forever; sleep until the next one is due (or a change arrives)."""
+        while True:
+            now = self._clock()
+            due = [(k, e) for k, e in self._entries.items()
+                   if e.due <= now and e.inflight is None and e.intervals]
+            for rkey, entry in due:
+                entry.inflight = asyncio.create_task(self._poll(rkey, entry))
+                entry.inflight.add_done_callback(_clear_inflight(entry))
+            upcoming = [e.due for e in self._entries.values() if e.intervals]
+            wait = max(0.05, min(upcoming) - self._clock()) if upcoming else 5.0
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=min(wait, 5.0))
