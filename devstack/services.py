@@ -33,6 +33,9 @@ def mlflow_env(state: Path) -> dict[str, str]:
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
         "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": key_file.read_text().strip(),
+        # MLflow caches the webhook list (60 s by default): a webhook registered by a test
+        # would get no delivery for up to a minute.
+        "MLFLOW_WEBHOOK_CACHE_TTL": "1",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         # The job runner and its seven huey consumers serve GenAI jobs (~230 MiB each); the
         # registry and webhook delivery (an in-process thread pool) do not need them.
@@ -42,8 +45,11 @@ def mlflow_env(state: Path) -> dict[str, str]:
     return env
 
 
-def start_mlflow(venv: Path, *, state: Path, timeout: float = 90.0) -> Endpoint:
-    port = free_port()
+def start_mlflow(venv: Path, *, state: Path, timeout: float = 90.0,
+                 port: int | None = None) -> Endpoint:
+    """Start MLflow on ``port`` (a free one by default). Restarting on the same port with the
+    same state keeps every registered model: tests use that to simulate an outage."""
+    port = port or free_port()
     root = state / "mlflow"
     (root / "artifacts").mkdir(parents=True, exist_ok=True)
     proc = procs.start("mlflow", [

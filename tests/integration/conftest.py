@@ -13,6 +13,7 @@ import re
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,10 @@ from kubernetes import client, config
 
 from devstack import stack as devstack
 from devstack.stack import StackInfo
+from tests.support.operator import OperatorProcess
 from tests.support.stackclient import Prometheus, Traffic
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +39,28 @@ def stack() -> Iterator[StackInfo]:
     finally:
         if os.environ.get("MODELDEPLOY_KEEP_STACK") != "1":
             devstack.down()
+
+
+@pytest.fixture(scope="session")
+def crd(stack: StackInfo) -> None:
+    """The ModelDeployment CRD from crds/, installed and Established."""
+    kubectl = Kubectl(stack)
+    kubectl("apply", "--server-side", "--force-conflicts", "-f",
+            str(REPO / "crds" / "modeldeployment.yaml"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s",
+            "crd/modeldeployments.modeldeploy.io")
+
+
+@pytest.fixture(scope="session")
+def operator(stack: StackInfo, crd: None,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The operator under test, a real `kopf run` process for the whole session."""
+    proc = OperatorProcess.create(stack, tmp_path_factory.mktemp("operator"))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +113,10 @@ def namespace(request: pytest.FixtureRequest, core: client.CoreV1Api) -> Iterato
     """A fresh namespace per test, deleted afterwards."""
     base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
     name = f"{base}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"modeldeploy.io/test": "1"}}})
+    # Pod Security "restricted" is enforced by the real apiserver: whatever the operator
+    # renders must pass it, or no pod is created.
+    core.create_namespace({"metadata": {"name": name, "labels": {
+        "modeldeploy.io/test": "1", "pod-security.kubernetes.io/enforce": "restricted"}}})
     yield name
     core.delete_namespace(name, propagation_policy="Background")
 

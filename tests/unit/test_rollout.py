@@ -261,3 +261,13 @@ def test_gateway_route_points_all_traffic_at_the_stable_version() -> None:
     assert route["spec"]["rules"][0]["backendRefs"] == [
         {"name": "scorer-v1", "port": 80, "weight": 100}]
     assert route["spec"]["hostnames"] == ["fraud.example.com"]
+
+
+def test_re_polling_the_same_answer_does_not_rewrite_status() -> None:
+    w = serving("1")
+    before = w.status
+    later = resolved("1")
+    w.registry = type(later)(outcome=later.outcome, version=later.version, reason=later.reason,
+                             message=later.message, at=later.at.replace(hour=23))
+    plan = w.tick(600)
+    assert w.status == before and plan.events == () and plan.apply == ()

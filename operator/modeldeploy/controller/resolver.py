@@ -150,7 +150,8 @@ class Resolver:
                 res = await self._registry.resolve(rkey, creds)
         entry.polls += 1
         before = _signature(entry.resolution)
-        entry.resolution = res
+        if _signature(res) != before or entry.resolution is None:
+            entry.resolution = res  # an unchanged answer keeps the time it first appeared
         if res.outcome is RegistryOutcome.UNREACHABLE:
             entry.failures += 1
             backoff = min(BACKOFF_START * 2 ** (entry.failures - 1), BACKOFF_MAX)

@@ -193,9 +193,9 @@ def _status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
 
     reachable = {RegistryOutcome.OK: True, RegistryOutcome.NOT_FOUND: True,
                  RegistryOutcome.UNREACHABLE: False}.get(res.outcome)
+    # Messages carry no poll timestamps: an unchanged answer must not rewrite the status.
     cond(ConditionType.REGISTRY_REACHABLE, reachable,
-         "Reachable" if reachable else (res.reason or "NotYetAsked"),
-         res.message if not reachable else f"registry answered at {_at(res.at)}")
+         "Reachable" if reachable else (res.reason or "NotYetAsked"), res.message)
 
     canary_dep = obs.deployment(canary.version) if canary else None
     stuck = canary_dep is not None and canary_dep.deadline_exceeded
@@ -233,13 +233,20 @@ def _status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
     return ModelDeploymentStatus(
         phase=phase, observedGeneration=obs.generation, selector=selector_text(spec),
         stable=stable, canary=canary,
-        resolved=obs.status.resolved if res.version is None else _resolved(res.version, res.at),
+        resolved=_resolved(obs.status.resolved, res.version, res.at),
         conditions=_ordered(conds), history=history[:HISTORY_LIMIT],
         message=_message(phase, stable, canary, res.message),
     )
 
 
-def _resolved(v: ResolvedVersion, at: dt.datetime | None) -> Resolved:
+def _resolved(known: Resolved | None, v: ResolvedVersion | None,
+              at: dt.datetime | None) -> Resolved | None:
+    """The registry's latest answer; ``at`` is when that answer first appeared."""
+    if v is None:
+        return known
+    if known is not None and (known.version, known.runId, known.source, known.modelUri) == (
+            v.version, v.run_id, v.source, v.model_uri):
+        return known
     return Resolved(version=v.version, runId=v.run_id, source=v.source, modelUri=v.model_uri,
                     at=timestamp(at) if at else None)
 
@@ -273,10 +280,6 @@ def _keeps_serving(message: str, stable: Stable | None) -> str:
 
 def _replicas(dep: Child | None) -> str:
     return "0/?" if dep is None else f"{dep.ready}/{dep.replicas}"
-
-
-def _at(at: dt.datetime | None) -> str:
-    return timestamp(at) if at else "unknown time"
 
 
 _ORDER = [t.value for t in ConditionType]

@@ -1,0 +1,60 @@
+"""Helpers for tests that drive ModelDeployments on the real stack."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+
+from tests.support.wait import eventually
+
+GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
+
+
+def manifest(name: str, spec: dict[str, Any]) -> str:
+    return json.dumps({"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment",
+                       "metadata": {"name": name}, "spec": spec})
+
+
+def get(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
+    return dict(custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+
+
+def status(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
+    return dict(get(custom, namespace, name).get("status") or {})
+
+
+def condition(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
+
+
+def wait_status(custom: client.CustomObjectsApi, namespace: str, name: str,
+                check: Callable[[dict[str, Any]], bool], *, timeout: float = 60,
+                what: str = "status") -> dict[str, Any]:
+    return eventually(lambda: (st := status(custom, namespace, name)) and check(st) and st,
+                      timeout=timeout, interval=0.1, what=what)
+
+
+def stable_version(st: dict[str, Any]) -> str | None:
+    return (st.get("stable") or {}).get("version")
+
+
+def serving(version: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda st: st.get("phase") == "Stable" and stable_version(st) == version
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.monotonic()
+    fn()
+    return time.monotonic() - started
+
+
+def events(core: client.CoreV1Api, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    items = core.list_namespaced_event(
+        namespace, field_selector=f"involvedObject.kind=ModelDeployment,involvedObject.name={name}"
+    ).items
+    return [(e.type, e.reason, e.message) for e in
+            sorted(items, key=lambda e: e.event_time or e.metadata.creation_timestamp)]

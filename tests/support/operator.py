@@ -1,0 +1,68 @@
+"""Run the operator under test as a real process (``kopf run``) against the local stack."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack import procs
+from devstack.ports import free_port
+from devstack.stack import StackInfo
+
+WEBHOOK_SECRET = "integration-webhook-secret"
+
+
+@dataclass
+class OperatorProcess:
+    stack: StackInfo
+    state: Path
+    webhook_port: int
+    liveness_port: int
+    proc: procs.Proc | None = None
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.webhook_port}/webhooks/mlflow"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "KUBECONFIG": self.stack.kubeconfig,
+            "MODELDEPLOY_DEFAULT_TRACKING_URI": self.stack.mlflow_tracking_uri,
+            "MODELDEPLOY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "MODELDEPLOY_WEBHOOK_HOST": "127.0.0.1",
+            "MODELDEPLOY_WEBHOOK_PORT": str(self.webhook_port),
+            "MODELDEPLOY_REGISTRY_TIMEOUT": "5",
+        })
+        return env
+
+    def start(self) -> None:
+        kopf = Path(sys.executable).parent / "kopf"
+        self.proc = procs.start("operator", [
+            str(kopf), "run", "--standalone", "--all-namespaces",
+            f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
+            "-m", "modeldeploy.handlers",
+        ], state=self.state, env=self.env())
+        procs.wait_until("operator liveness", lambda: procs.http_ok(
+            f"http://127.0.0.1:{self.liveness_port}/healthz"), timeout=60, proc=self.proc)
+        procs.wait_until("operator webhook receiver", lambda: procs.http_ok(
+            f"http://127.0.0.1:{self.webhook_port}/healthz"), timeout=30, proc=self.proc)
+
+    def stop(self) -> None:
+        procs.stop(self.state, "operator")
+
+    def kill9(self) -> None:
+        """SIGKILL the operator: no cleanup, as a crash or an OOM kill would."""
+        pid = procs.running(self.state, "operator")
+        assert pid is not None, "operator is not running"
+        os.kill(pid, 9)
+        procs.stop(self.state, "operator")
+
+    def log(self) -> str:
+        return (self.state / "logs" / "operator.log").read_text(errors="replace")
+
+    @classmethod
+    def create(cls, stack: StackInfo, state: Path) -> OperatorProcess:
+        return cls(stack=stack, state=state, webhook_port=free_port(), liveness_port=free_port())
