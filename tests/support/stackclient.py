@@ -60,13 +60,16 @@ class Traffic:
 
 
 def seed_model(stack: StackInfo, *, name: str, alias: str | None = None,
-               metrics: dict[str, float] | None = None, bias: float = 0.0) -> dict[str, Any]:
+               metrics: dict[str, float] | None = None, bias: float = 0.0,
+               stage: str | None = None) -> dict[str, Any]:
     """Log and register a pyfunc version with the MLflow server's own (full mlflow) venv."""
     python = cache_dir() / "venv" / f"mlflow-{versions.MLFLOW_SERVER}" / "bin" / "python"
     argv = [str(python), str(SEED_SCRIPT), "--tracking-uri", stack.mlflow_tracking_uri,
             "--name", name, "--bias", str(bias)]
     if alias:
         argv += ["--alias", alias]
+    if stage:
+        argv += ["--stage", stage]
     for key, value in (metrics or {}).items():
         argv += ["--metric", f"{key}={value}"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=180)
