@@ -23,6 +23,8 @@ from devstack import build, kube, procs, services, versions
 from devstack.paths import bin_dir, state_dir
 
 ALL_COMPONENTS = services.COMPONENTS + kube.COMPONENTS
+#: Started on top of the stack (by `make demo`); stopped with it, never required by it.
+EXTRA_COMPONENTS = ("operator",)
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ def up(*, state: Path | None = None, quiet: bool = False) -> StackInfo:
 def down(*, state: Path | None = None, quiet: bool = False) -> list[str]:
     """Stop what ``up`` started (recorded pids only), newest first."""
     state = state or state_dir()
-    stopped = [name for name in ALL_COMPONENTS if procs.stop(state, name)]
+    stopped = [name for name in EXTRA_COMPONENTS + ALL_COMPONENTS if procs.stop(state, name)]
     info_path(state).unlink(missing_ok=True)
     if stopped:
         _say(quiet, f"stopped: {', '.join(stopped)}")
