@@ -7,14 +7,16 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # pytest exits 5 when it collected nothing: that must fail loudly, never pass as green.
 PYTEST = $(PY) -m pytest
 
-.PHONY: help venv deps lint unit integration test demo cluster-up cluster-down cluster-status bench clean
+.PHONY: help venv deps lint unit integration test demo cluster-up cluster-down cluster-status bench clean crd run
 
 help:
 	@echo "make demo          local stack up, and how to reach it"
 	@echo "make test          install everything, lint, unit tests, integration tests on the real stack"
 	@echo "make cluster-up    start the local stack (apiserver+etcd+kwok, MLflow, Prometheus, traffic)"
 	@echo "make cluster-down  stop what cluster-up started"
-	@echo "make bench         benchmarks (stack start time and memory)"
+	@echo "make bench         benchmarks: stack start, alias-move latency, 1000 objects"
+	@echo "make crd           regenerate crds/modeldeployment.yaml from the API models"
+	@echo "make run           run the operator against the local stack (foreground)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +56,18 @@ demo: cluster-up
 
 bench: deps
 	$(PY) bench/stack_start.py
+	$(PY) bench/alias_latency.py
+	$(PY) bench/scale.py --count 1000
 
 clean: cluster-down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+crd: venv
+	$(PY) -m modeldeploy.api.crd > crds/modeldeployment.yaml
+
+# The operator in the foreground against the local stack (make cluster-up first).
+run: venv
+	source $${MODELDEPLOY_STATE:-$$HOME/.cache/modeldeploy/run}/stack.env && \
+	  MODELDEPLOY_DEFAULT_TRACKING_URI=$$MLFLOW_TRACKING_URI \
+	  $(VENV)/bin/kopf run --standalone --all-namespaces -m modeldeploy.handlers \
+	  --liveness=http://127.0.0.1:8081/healthz

@@ -1,0 +1,118 @@
+"""Benchmark: alias move in MLflow -> new version serving, via polling and via webhook.
+
+"Serving" means the ModelDeployment reports the new version Stable, which the operator only
+does after the version's Deployment is Available, traffic points at it and the old version is
+deleted. Pods are kwok's (Ready at once), so this measures operator + apiserver latency.
+
+    .venv/bin/python bench/alias_latency.py [--moves 5] [--poll 5]
+
+Uses the running stack (`make cluster-up`) or starts one in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kubernetes import client, config
+from mlflow import MlflowClient
+from mlflow.entities.webhook import WebhookEvent
+
+from devstack import stack as devstack
+from tests.support.mdep import manifest, serving, wait_status
+from tests.support.operator import WEBHOOK_SECRET, OperatorProcess
+from tests.support.stackclient import seed_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def kubectl(info: devstack.StackInfo, *args: str, stdin: str | None = None) -> None:
+    import subprocess
+
+    subprocess.run([info.kubectl, "--kubeconfig", info.kubeconfig, *args], input=stdin,
+                   text=True, check=True, capture_output=True)
+
+
+def moves(info: devstack.StackInfo, custom: client.CustomObjectsApi, ml: MlflowClient, *,
+          model: str, ns: str, count: int) -> list[float]:
+    out = []
+    obj = custom.get_namespaced_custom_object("modeldeploy.io", "v1alpha1", ns,
+                                              "modeldeployments", "bench")
+    target = str(obj["status"]["stable"]["version"])
+    for _ in range(count):
+        target = "2" if target == "1" else "1"
+        ml.set_registered_model_alias(model, "champion", target)
+        started = time.monotonic()
+        wait_status(custom, ns, "bench", serving(target), timeout=120, what=f"v{target}")
+        out.append(time.monotonic() - started)
+        time.sleep(1)
+    return out
+
+
+def report(label: str, samples: list[float], target: float) -> None:
+    ok = max(samples) <= target
+    print(f"  {label:<34} median {statistics.median(samples):5.2f}s   max {max(samples):5.2f}s"
+          f"   target <= {target:.0f}s: {'met' if ok else 'MISSED'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--moves", type=int, default=5)
+    parser.add_argument("--poll", type=int, default=5, help="poll interval, seconds")
+    args = parser.parse_args()
+
+    info = devstack.load()
+    tmp = None
+    if info is None or devstack.healthy(info):
+        tmp = tempfile.TemporaryDirectory(prefix="modeldeploy-bench-")
+        info = devstack.up(state=Path(tmp.name), quiet=True)
+    kubectl(info, "apply", "--server-side", "--force-conflicts", "-f",
+            str(REPO / "crds" / "modeldeployment.yaml"))
+    op = OperatorProcess.create(info, Path(tempfile.mkdtemp(prefix="modeldeploy-op-")))
+    op.start()
+    custom = client.CustomObjectsApi(config.new_client_from_config(config_file=info.kubeconfig))
+    ml = MlflowClient(tracking_uri=info.mlflow_tracking_uri,
+                      registry_uri=info.mlflow_tracking_uri)
+    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    model = f"bench-{ns}"
+    hook = None
+    try:
+        kubectl(info, "create", "namespace", ns)
+        seed_model(info, name=model, alias="champion")
+        seed_model(info, name=model, bias=1.0)
+        spec = {"model": {"name": model, "alias": "champion", "pollInterval": f"{args.poll}s"},
+                "serving": {"replicas": 2}}
+        kubectl(info, "-n", ns, "apply", "-f", "-", stdin=manifest("bench", spec))
+        wait_status(custom, ns, "bench", serving("1"), timeout=60, what="first version")
+        polled = moves(info, custom, ml, model=model, ns=ns, count=args.moves)
+
+        hook = ml.create_webhook(name=f"bench-{ns}", url=op.webhook_url, secret=WEBHOOK_SECRET,
+                                 events=[WebhookEvent("model_version_alias", "created")])
+        spec["model"]["pollInterval"] = "10m"
+        kubectl(info, "-n", ns, "apply", "-f", "-", stdin=manifest("bench", spec))
+        time.sleep(2)
+        hooked = moves(info, custom, ml, model=model, ns=ns, count=args.moves)
+    finally:
+        if hook is not None:
+            ml.delete_webhook(hook.webhook_id)
+        op.stop()
+        if tmp is not None:
+            devstack.down(state=Path(tmp.name), quiet=True)
+            tmp.cleanup()
+
+    print(f"\nalias move -> new version serving ({args.moves} moves each, kwok pods):")
+    report(f"polling ({args.poll}s interval)", polled, args.poll + 2)
+    report("webhook (10m poll interval)", hooked, 3)
+    print(json.dumps({"poll": polled, "webhook": hooked}))
+
+
+if __name__ == "__main__":
+    main()
