@@ -1,0 +1,74 @@
+"""The registry adapter against the real MLflow server (no operator involved)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from devstack.stack import StackInfo
+from modeldeploy.adapters.registry import Registry, ResolveKey
+from modeldeploy.core.world import RegistryOutcome
+from tests.support.stackclient import seed_model
+
+
+def key(stack: StackInfo, model: str, kind: str, value: str = "") -> ResolveKey:
+    uri = stack.mlflow_tracking_uri
+    return ResolveKey(tracking_uri=uri, registry_uri=uri, model=model, kind=kind, value=value)
+
+
+def test_every_selector_kind_resolves_and_misses_are_classified(stack: StackInfo) -> None:
+    model = "adapter-kinds"
+    seed_model(stack, name=model, alias="champion", stage="Staging")
+    seed_model(stack, name=model, stage="Production")
+    registry = Registry(timeout=10)
+
+    async def resolve(kind: str, value: str = "", name: str = model) -> tuple[str, str, str]:
+        res = await registry.resolve(key(stack, name, kind, value), None)
+        return (res.outcome.value, res.reason, res.version.version if res.version else "")
+
+    async def scenario() -> dict[str, tuple[str, str, str]]:
+        return {
+            "alias": await resolve("alias", "champion"),
+            "stage": await resolve("stage", "Production"),
+            "version": await resolve("version", "1"),
+            "latest": await resolve("latest"),
+            "no alias": await resolve("alias", "nope"),
+            "no version": await resolve("version", "99"),
+            "empty stage": await resolve("stage", "Archived"),
+            "no model": await resolve("alias", "champion", name="adapter-missing"),
+        }
+
+    got = asyncio.run(scenario())
+    assert got["alias"] == ("ok", "Resolved", "1")
+    assert got["stage"] == ("ok", "Resolved", "2")
+    assert got["version"] == ("ok", "Resolved", "1")
+    assert got["latest"] == ("ok", "Resolved", "2")
+    assert got["no alias"][:2] == ("not_found", "AliasNotFound")
+    assert got["no version"][:2] == ("not_found", "VersionNotFound")
+    assert got["empty stage"][:2] == ("not_found", "StageEmpty")
+    assert got["no model"][:2] == ("not_found", "ModelNotFound")
+
+
+def test_version_details_carry_metrics_signature_and_input_example(stack: StackInfo) -> None:
+    seeded = seed_model(stack, name="adapter-details", alias="champion",
+                        metrics={"rmse": 0.27, "auc": 0.91})
+    registry = Registry(timeout=10)
+    k = key(stack, "adapter-details", "alias", "champion")
+
+    async def scenario() -> object:
+        res = await registry.resolve(k, None)
+        assert res.version is not None and res.version.run_id == seeded["run_id"]
+        return await registry.details(k, None, res.version)
+
+    details = asyncio.run(scenario())
+    assert details.metrics == pytest.approx({"rmse": 0.27, "auc": 0.91})  # type: ignore[attr-defined]
+    assert "x" in details.signature["inputs"]  # type: ignore[attr-defined]
+    assert details.input_example == {"columns": ["x"], "data": [[1.0], [2.0]]}  # type: ignore[attr-defined]
+
+
+def test_an_unreachable_registry_is_an_answer_not_an_exception() -> None:
+    res = asyncio.run(Registry(timeout=5).resolve(
+        ResolveKey("http://127.0.0.1:9", "http://127.0.0.1:9", "m", "alias", "a"), None))
+    assert res.outcome is RegistryOutcome.UNREACHABLE
+    assert res.reason == "RegistryUnreachable" and "127.0.0.1:9" in res.message
