@@ -15,33 +15,23 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kubernetes import client, config
+from kubernetes import client
 from mlflow import MlflowClient
 from mlflow.entities.webhook import WebhookEvent
 
-from devstack import stack as devstack
+from bench.common import kubectl, stack_with_operator
 from tests.support.mdep import manifest, serving, wait_status
-from tests.support.operator import WEBHOOK_SECRET, OperatorProcess
+from tests.support.operator import WEBHOOK_SECRET
 from tests.support.stackclient import seed_model
 
-REPO = Path(__file__).resolve().parent.parent
 
-
-def kubectl(info: devstack.StackInfo, *args: str, stdin: str | None = None) -> None:
-    import subprocess
-
-    subprocess.run([info.kubectl, "--kubeconfig", info.kubeconfig, *args], input=stdin,
-                   text=True, check=True, capture_output=True)
-
-
-def moves(info: devstack.StackInfo, custom: client.CustomObjectsApi, ml: MlflowClient, *,
+def moves(custom: client.CustomObjectsApi, ml: MlflowClient, *,
           model: str, ns: str, count: int) -> list[float]:
     out = []
     obj = custom.get_namespaced_custom_object("modeldeploy.io", "v1alpha1", ns,
@@ -69,44 +59,33 @@ def main() -> None:
     parser.add_argument("--poll", type=int, default=5, help="poll interval, seconds")
     args = parser.parse_args()
 
-    info = devstack.load()
-    tmp = None
-    if info is None or devstack.healthy(info):
-        tmp = tempfile.TemporaryDirectory(prefix="modeldeploy-bench-")
-        info = devstack.up(state=Path(tmp.name), quiet=True)
-    kubectl(info, "apply", "--server-side", "--force-conflicts", "-f",
-            str(REPO / "crds" / "modeldeployment.yaml"))
-    op = OperatorProcess.create(info, Path(tempfile.mkdtemp(prefix="modeldeploy-op-")))
-    op.start()
-    custom = client.CustomObjectsApi(config.new_client_from_config(config_file=info.kubeconfig))
-    ml = MlflowClient(tracking_uri=info.mlflow_tracking_uri,
-                      registry_uri=info.mlflow_tracking_uri)
-    ns = f"bench-{uuid.uuid4().hex[:6]}"
-    model = f"bench-{ns}"
     hook = None
-    try:
-        kubectl(info, "create", "namespace", ns)
-        seed_model(info, name=model, alias="champion")
-        seed_model(info, name=model, bias=1.0)
-        spec = {"model": {"name": model, "alias": "champion", "pollInterval": f"{args.poll}s"},
-                "serving": {"replicas": 2}}
-        kubectl(info, "-n", ns, "apply", "-f", "-", stdin=manifest("bench", spec))
-        wait_status(custom, ns, "bench", serving("1"), timeout=60, what="first version")
-        polled = moves(info, custom, ml, model=model, ns=ns, count=args.moves)
+    with stack_with_operator() as (info, op, custom):
+        ml = MlflowClient(tracking_uri=info.mlflow_tracking_uri,
+                          registry_uri=info.mlflow_tracking_uri)
+        ns = f"bench-{uuid.uuid4().hex[:6]}"
+        model = f"bench-{ns}"
+        try:
+            kubectl(info, "create", "namespace", ns)
+            seed_model(info, name=model, alias="champion")
+            seed_model(info, name=model, bias=1.0)
+            spec = {"model": {"name": model, "alias": "champion",
+                              "pollInterval": f"{args.poll}s"}, "serving": {"replicas": 2}}
+            kubectl(info, "-n", ns, "apply", "-f", "-", stdin=manifest("bench", spec))
+            wait_status(custom, ns, "bench", serving("1"), timeout=60, what="first version")
+            polled = moves(custom, ml, model=model, ns=ns, count=args.moves)
 
-        hook = ml.create_webhook(name=f"bench-{ns}", url=op.webhook_url, secret=WEBHOOK_SECRET,
-                                 events=[WebhookEvent("model_version_alias", "created")])
-        spec["model"]["pollInterval"] = "10m"
-        kubectl(info, "-n", ns, "apply", "-f", "-", stdin=manifest("bench", spec))
-        time.sleep(2)
-        hooked = moves(info, custom, ml, model=model, ns=ns, count=args.moves)
-    finally:
-        if hook is not None:
-            ml.delete_webhook(hook.webhook_id)
-        op.stop()
-        if tmp is not None:
-            devstack.down(state=Path(tmp.name), quiet=True)
-            tmp.cleanup()
+            hook = ml.create_webhook(name=f"bench-{ns}", url=op.webhook_url,
+                                     secret=WEBHOOK_SECRET,
+                                     events=[WebhookEvent("model_version_alias", "created")])
+            spec["model"]["pollInterval"] = "10m"
+            kubectl(info, "-n", ns, "apply", "-f", "-", stdin=manifest("bench", spec))
+            time.sleep(2)
+            hooked = moves(custom, ml, model=model, ns=ns, count=args.moves)
+        finally:
+            if hook is not None:
+                ml.delete_webhook(hook.webhook_id)
+            kubectl(info, "delete", "namespace", ns, "--wait=false")
 
     print(f"\nalias move -> new version serving ({args.moves} moves each, kwok pods):")
     report(f"polling ({args.poll}s interval)", polled, args.poll + 2)

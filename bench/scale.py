@@ -16,27 +16,21 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kubernetes import client, config
+from kubernetes import client
 
+from bench.common import kubectl, stack_with_operator
 from bench.stack_start import group_rss_mib
 from devstack import procs
 from devstack import stack as devstack
 from tests.support.operator import OperatorProcess
 from tests.support.stackclient import seed_model
 
-REPO = Path(__file__).resolve().parent.parent
 NAMESPACES = 10
-
-
-def kubectl(info: devstack.StackInfo, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run([info.kubectl, "--kubeconfig", info.kubeconfig, *args], input=stdin,
-                          text=True, check=True, capture_output=True).stdout
 
 
 def main() -> None:
@@ -47,19 +41,14 @@ def main() -> None:
     parser.add_argument("--poll", default="30s")
     args = parser.parse_args()
 
-    info = devstack.load()
-    tmp = None
-    if info is None or devstack.healthy(info):
-        tmp = tempfile.TemporaryDirectory(prefix="modeldeploy-bench-")
-        info = devstack.up(state=Path(tmp.name), quiet=True)
-    kubectl(info, "apply", "--server-side", "--force-conflicts", "-f",
-            str(REPO / "crds" / "modeldeployment.yaml"))
-    op_state = Path(tempfile.mkdtemp(prefix="modeldeploy-op-"))
-    op = OperatorProcess.create(info, op_state)
-    op.start()
-    pid = procs.running(op_state, "operator")
+    with stack_with_operator() as (info, op, custom):
+        run(info, op, custom, args)
+
+
+def run(info: devstack.StackInfo, op: OperatorProcess, custom: client.CustomObjectsApi,
+        args: argparse.Namespace) -> None:
+    pid = procs.running(op.state, "operator")
     assert pid is not None
-    custom = client.CustomObjectsApi(config.new_client_from_config(config_file=info.kubeconfig))
     stamp = str(int(time.time()))
     namespaces = [f"scale-{stamp}-{i}" for i in range(NAMESPACES)]
     models = [f"scale-{stamp}-m{i}" for i in range(args.models)]
@@ -107,10 +96,6 @@ def main() -> None:
         for ns in namespaces:
             subprocess.run([info.kubectl, "--kubeconfig", info.kubeconfig, "delete", "namespace",
                             ns, "--wait=false"], capture_output=True)
-        op.stop()
-        if tmp is not None:
-            devstack.down(state=Path(tmp.name), quiet=True)
-            tmp.cleanup()
 
     print(f"\n{args.count} ModelDeployments, {args.models} models, replicas {args.replicas}, "
           f"poll {args.poll}:")

@@ -8,6 +8,7 @@ module did not start is ever touched.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -34,6 +35,15 @@ class Proc:
 
 #: Handles of the processes this interpreter started, kept so they are reaped properly.
 _children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@atexit.register
+def _release_children() -> None:
+    """Stack processes outlive the interpreter that started them (`make cluster-up` exits at
+    once); tell their handles so, instead of warning about a still-running child."""
+    for child in _children.values():
+        if child.poll() is None:
+            child.returncode = 0
 
 
 def _pid_file(state: Path, name: str) -> Path:

@@ -54,21 +54,23 @@ async def _model_deployment(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> 
     _operator().model_deployment_event(event.get("type"), _plain(body))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-async def _deployment(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    _operator().child_event("Deployment", event.get("type"), _plain(body))
+#: Children we watch: kind -> (group, version, plural). Only objects labelled as ours.
+CHILDREN = {
+    "Deployment": ("apps", "v1", "deployments"),
+    "Service": ("", "v1", "services"),
+    "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
+    "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
+}
 
 
-@kopf.on.event("", "v1", "services", labels=MANAGED)
-async def _service(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    _operator().child_event("Service", event.get("type"), _plain(body))
+def _child_handler(kind: str) -> Any:
+    async def handler(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        _operator().child_event(kind, event.get("type"), _plain(body))
+
+    handler.__name__ = handler.__qualname__ = f"_child_{kind.lower()}"
+    return handler
 
 
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
-async def _hpa(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    _operator().child_event("HorizontalPodAutoscaler", event.get("type"), _plain(body))
-
-
-@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED)
-async def _route(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    _operator().child_event("HTTPRoute", event.get("type"), _plain(body))
+for _kind, (_group, _version, _plural) in CHILDREN.items():
+    kopf.on.event(_group, _version, _plural, labels=MANAGED, id=f"child-{_kind.lower()}")(
+        _child_handler(_kind))

@@ -52,6 +52,19 @@ def spec(model_name: str, *, poll: str = "2s", replicas: int = 2,
             **extra}
 
 
+def deploy_stable(stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+                  namespace: str, *, versions: int = 1,
+                  poll: str = "2s") -> tuple[str, list[dict[str, Any]]]:
+    """Register ``versions`` versions (champion on the first), apply ModelDeployment `scorer`
+    tracking it, and wait until version 1 is Stable. Returns (model, seeded versions)."""
+    model = f"fraud-{namespace}"
+    seeded = [seed_model(stack, name=model, alias="champion")]
+    seeded += [seed_model(stack, name=model, bias=float(i)) for i in range(1, versions)]
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model, poll=poll)))
+    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    return model, seeded
+
+
 def deployments(apps: client.AppsV1Api, namespace: str) -> dict[str, Any]:
     return {d.metadata.name: d for d in apps.list_namespaced_deployment(namespace).items}
 
@@ -96,11 +109,7 @@ def test_alias_move_is_followed_by_polling(
     stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
     apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str,
 ) -> None:
-    model = f"fraud-{namespace}"
-    seed_model(stack, name=model, alias="champion")
-    v2 = seed_model(stack, name=model, bias=1.0)
-    kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model, poll="2s")))
-    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    model, (_, v2) = deploy_stable(stack, kubectl, custom, namespace, versions=2)
 
     mlflow(stack).set_registered_model_alias(model, "champion", v2["version"])
     moved = time.monotonic()
@@ -137,12 +146,8 @@ def test_alias_move_is_followed_at_once_via_webhook(
     stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
     apps: client.AppsV1Api, namespace: str, mlflow_webhook: Any,
 ) -> None:
-    model = f"fraud-{namespace}"
-    seed_model(stack, name=model, alias="champion")
-    v2 = seed_model(stack, name=model, bias=1.0)
     # A 10-minute poll: only the webhook can explain a switch within the timeout below.
-    kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model, poll="10m")))
-    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    model, (_, v2) = deploy_stable(stack, kubectl, custom, namespace, versions=2, poll="10m")
 
     mlflow(stack).set_registered_model_alias(model, "champion", v2["version"])
     moved = time.monotonic()
@@ -185,10 +190,7 @@ def test_missing_alias_degrades_while_the_version_keeps_serving(
     stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
     apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str,
 ) -> None:
-    model = f"fraud-{namespace}"
-    seed_model(stack, name=model, alias="champion")
-    kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model)))
-    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    model, _ = deploy_stable(stack, kubectl, custom, namespace)
 
     mlflow(stack).delete_registered_model_alias(model, "champion")
     st = wait_status(custom, namespace, "scorer", lambda s: s.get("phase") == "Degraded",
@@ -247,10 +249,7 @@ def test_registry_outage_flips_a_condition_and_touches_nothing(
     stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
     apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str,
 ) -> None:
-    model = f"fraud-{namespace}"
-    seed_model(stack, name=model, alias="champion")
-    kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model)))
-    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    deploy_stable(stack, kubectl, custom, namespace)
     dep_before = apps.read_namespaced_deployment("scorer-v1", namespace).metadata
     svc_before = core.read_namespaced_service("scorer", namespace).metadata
 
@@ -318,10 +317,7 @@ def test_deleting_the_model_deployment_removes_its_children(
     stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
     apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str,
 ) -> None:
-    model = f"fraud-{namespace}"
-    seed_model(stack, name=model, alias="champion")
-    kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model)))
-    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    deploy_stable(stack, kubectl, custom, namespace)
 
     kubectl("delete", "mdep", "scorer", "--wait=true", "--timeout=30s")
     eventually(lambda: not deployments(apps, namespace) and not [
@@ -357,11 +353,7 @@ def test_operator_kill_and_restart_changes_nothing(
     custom: client.CustomObjectsApi, apps: client.AppsV1Api, core: client.CoreV1Api,
     namespace: str,
 ) -> None:
-    model = f"fraud-{namespace}"
-    seed_model(stack, name=model, alias="champion")
-    v2 = seed_model(stack, name=model)
-    kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model)))
-    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    model, (_, v2) = deploy_stable(stack, kubectl, custom, namespace, versions=2)
     before = {
         "mdep": get(custom, namespace, "scorer")["metadata"]["resourceVersion"],
         "deployment": apps.read_namespaced_deployment("scorer-v1", namespace)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -18,7 +19,7 @@ def key(stack: StackInfo, model: str, kind: str, value: str = "") -> ResolveKey:
 
 
 def test_every_selector_kind_resolves_and_misses_are_classified(stack: StackInfo) -> None:
-    model = "adapter-kinds"
+    model = f"adapter-kinds-{uuid.uuid4().hex[:6]}"
     seed_model(stack, name=model, alias="champion", stage="Staging")
     seed_model(stack, name=model, stage="Production")
     registry = Registry(timeout=10)
@@ -51,10 +52,10 @@ def test_every_selector_kind_resolves_and_misses_are_classified(stack: StackInfo
 
 
 def test_version_details_carry_metrics_signature_and_input_example(stack: StackInfo) -> None:
-    seeded = seed_model(stack, name="adapter-details", alias="champion",
-                        metrics={"rmse": 0.27, "auc": 0.91})
+    model = f"adapter-details-{uuid.uuid4().hex[:6]}"
+    seeded = seed_model(stack, name=model, alias="champion", metrics={"rmse": 0.27, "auc": 0.91})
     registry = Registry(timeout=10)
-    k = key(stack, "adapter-details", "alias", "champion")
+    k = key(stack, model, "alias", "champion")
 
     async def scenario() -> object:
         res = await registry.resolve(k, None)
