@@ -54,6 +54,7 @@ class World:
     children: dict[tuple[str, str], Child] = field(default_factory=dict)
     available: set[str] = field(default_factory=set)
     stuck: set[str] = field(default_factory=set)
+    ready_count: dict[str, int] = field(default_factory=dict)  # overrides for partial readiness
     generation: int = 1
     now: dt.datetime = T0
     spec_error: str | None = None
@@ -62,7 +63,8 @@ class World:
     def observed(self) -> Observed:
         spec = None if self.spec_error else ModelDeploymentSpec.model_validate(self.spec)
         children = tuple(
-            replace(c, ready=c.replicas if c.version in self.available else 0,
+            replace(c, ready=self.ready_count.get(
+                        c.version or "", c.replicas if c.version in self.available else 0),
                     updated=c.replicas, deadline_exceeded=c.version in self.stuck)
             if c.kind == "Deployment" else c
             for c in self.children.values())

@@ -271,3 +271,33 @@ def test_re_polling_the_same_answer_does_not_rewrite_status() -> None:
                              message=later.message, at=later.at.replace(hour=23))
     plan = w.tick(600)
     assert w.status == before and plan.events == () and plan.apply == ()
+
+
+def test_scaling_the_stable_version_is_progress_not_degradation() -> None:
+    w = serving("1")
+    w.spec["serving"]["replicas"] = 3
+    w.generation = 2
+    w.ready_count["1"] = 2  # the third pod is starting; the first two keep serving
+    assert [m["spec"]["replicas"] for m in w.tick().apply] == [3]
+    plan = w.tick()  # now the world shows 2/3 ready
+    assert w.status.phase is Phase.PROGRESSING
+    assert condition(w.status, "Ready") == ("True", "Serving")
+    assert condition(w.status, "Progressing") == ("True", "ReplicasUpdating")
+    assert condition(w.status, "Degraded") == ("False", "AsExpected")
+    assert plan.events == () and plan.requeue_after is not None
+    del w.ready_count["1"]
+    w.tick()
+    assert w.status.phase is Phase.STABLE
+    assert condition(w.status, "Progressing") == ("False", "Idle")
+
+
+def test_stable_version_with_no_ready_pod_is_degraded_with_a_warning() -> None:
+    w = serving("1")
+    w.ready_count["1"] = 0
+    plan = w.tick()
+    assert w.status.phase is Phase.DEGRADED
+    assert condition(w.status, "Ready") == ("False", "ReplicasNotReady")
+    assert condition(w.status, "Degraded") == ("True", "ReplicasNotReady")
+    assert reasons(plan) == ["ReplicasNotReady"]
+    del w.ready_count["1"]
+    assert reasons(w.tick()) == ["Recovered"]

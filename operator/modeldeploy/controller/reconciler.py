@@ -112,6 +112,8 @@ class Reconciler:
             data = await self.kube.read_secret(namespace, name)
         except ApiError as exc:
             raise LookupError(f"credentials Secret {namespace}/{name}: {exc.message}") from exc
+        except Exception as exc:  # network trouble reading it is the same answer
+            raise LookupError(f"credentials Secret {namespace}/{name}: {exc}") from exc
         return Credentials(token=data.get(token_key), username=data.get(user_key),
                            password=data.get(password_key))
 
@@ -158,12 +160,8 @@ class Reconciler:
             await self.kube.delete(kind, meta["namespace"], name)
             self.index.remove_child(kind, {"metadata": {"name": name,
                                                         "ownerReferences": [_owner_ref(meta)]}})
-        for event in plan.events:
-            try:
-                await self.kube.post_event(body, type_=event.type, reason=event.reason,
-                                           message=event.message)
-            except ApiError as exc:  # an event is not worth failing a reconcile for
-                log.warning("posting event %s failed: %s", event.reason, exc)
+        # Status before events: events are derived from status transitions, so once the new
+        # status is stored a crash can only lose an event, never post it twice.
         new, old = status_dict(plan.status), status_dict(observed.status)
         if new != old:
             patch: dict[str, Any] = {k: None for k in old if k not in new}
@@ -171,3 +169,9 @@ class Reconciler:
             written = await self.kube.patch_status(meta["namespace"], meta["name"], patch)
             if isinstance(written, dict):
                 self.index.upsert(written)
+        for event in plan.events:
+            try:
+                await self.kube.post_event(body, type_=event.type, reason=event.reason,
+                                           message=event.message)
+            except ApiError as exc:  # an event is not worth failing a reconcile for
+                log.warning("posting event %s failed: %s", event.reason, exc)

@@ -147,7 +147,12 @@ class Resolver:
                 res = Resolution(outcome=RegistryOutcome.UNREACHABLE,
                                  reason="CredentialsUnavailable", message=str(exc))
             else:
-                res = await self._registry.resolve(rkey, creds)
+                try:
+                    res = await self._registry.resolve(rkey, creds)
+                except Exception as exc:  # a poll must always end in an answer
+                    log.exception("resolving %s failed unexpectedly", rkey.describe())
+                    res = Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryError",
+                                     message=f"{type(exc).__name__}: {exc}")
         entry.polls += 1
         before = _signature(entry.resolution)
         if _signature(res) != before or entry.resolution is None:

@@ -168,6 +168,17 @@ def _ready(obs: Observed, version: str) -> bool:
     return dep is not None and dep.available
 
 
+def _health(obs: Observed, version: str) -> str:
+    """available: every replica Ready; partial: some Ready while the Deployment rolls or
+    scales (the old pods keep serving); down: none Ready, or the rollout is stuck."""
+    dep = obs.deployment(version)
+    if dep is None:
+        return "down"
+    if dep.available:
+        return "available"
+    return "partial" if dep.ready > 0 and not dep.deadline_exceeded else "down"
+
+
 def _deletions(obs: Observed, stable: Stable | None,
                desired: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
     """Children nobody wants any more, but only once a Ready stable version exists."""
@@ -199,8 +210,12 @@ def _status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
 
     canary_dep = obs.deployment(canary.version) if canary else None
     stuck = canary_dep is not None and canary_dep.deadline_exceeded
+    health = _health(obs, stable.version) if stable is not None else "down"
     if res.outcome is RegistryOutcome.NOT_FOUND:
         cond(ConditionType.DEGRADED, True, res.reason, _keeps_serving(res.message, stable))
+    elif stable is not None and health == "down":
+        cond(ConditionType.DEGRADED, True, "ReplicasNotReady",
+             f"version {stable.version}: {_replicas(obs.deployment(stable.version))} ready")
     elif stuck and canary is not None:
         cond(ConditionType.DEGRADED, True, "ProgressDeadlineExceeded",
              _keeps_serving(f"version {canary.version} did not become Available in time "
@@ -211,13 +226,15 @@ def _status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
     if canary is not None:
         cond(ConditionType.PROGRESSING, True, "NewVersion",
              f"bringing up version {canary.version}: {_replicas(canary_dep)} ready")
+    elif stable is not None and health == "partial":
+        cond(ConditionType.PROGRESSING, True, "ReplicasUpdating",
+             f"version {stable.version}: {_replicas(obs.deployment(stable.version))} ready")
     else:
         cond(ConditionType.PROGRESSING, False, "Idle" if stable else "NoVersion", "")
 
-    stable_ready = stable is not None and _ready(obs, stable.version)
     if res.outcome is RegistryOutcome.NOT_FOUND:
         cond(ConditionType.READY, False, res.reason, _keeps_serving(res.message, stable))
-    elif stable_ready and stable is not None:
+    elif stable is not None and health != "down":
         cond(ConditionType.READY, True, "Serving",
              f"version {stable.version} serving, "
              f"{_replicas(obs.deployment(stable.version))} ready")
@@ -228,8 +245,7 @@ def _status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
         cond(ConditionType.READY, False, "NoVersionServing",
              "waiting for the first version" if canary else (res.message or "no version yet"))
 
-    phase = _phase(res.outcome, stable=stable, canary=canary, stable_ready=stable_ready,
-                   stuck=stuck)
+    phase = _phase(res.outcome, stable=stable, canary=canary, health=health, stuck=stuck)
     return ModelDeploymentStatus(
         phase=phase, observedGeneration=obs.generation, selector=selector_text(spec),
         stable=stable, canary=canary,
@@ -252,7 +268,7 @@ def _resolved(known: Resolved | None, v: ResolvedVersion | None,
 
 
 def _phase(outcome: RegistryOutcome, *, stable: Stable | None, canary: Canary | None,
-           stable_ready: bool, stuck: bool) -> Phase:
+           health: str, stuck: bool) -> Phase:
     if outcome is RegistryOutcome.NOT_FOUND:
         return Phase.DEGRADED if stable else Phase.FAILED
     if canary is not None:
@@ -261,7 +277,7 @@ def _phase(outcome: RegistryOutcome, *, stable: Stable | None, canary: Canary | 
         return Phase.PROGRESSING if stable else Phase.PENDING
     if stable is None:
         return Phase.PENDING
-    return Phase.STABLE if stable_ready else Phase.DEGRADED
+    return {"available": Phase.STABLE, "partial": Phase.PROGRESSING}.get(health, Phase.DEGRADED)
 
 
 def _message(phase: Phase, stable: Stable | None, canary: Canary | None, registry: str) -> str:
