@@ -256,3 +256,69 @@ def test_signature_matches_mlflows_format() -> None:
 
     expected = base64.b64encode(hmac.new(b"k", b"id.1700000000.{}", hashlib.sha256).digest())
     assert sign("k", "id", "1700000000", "{}") == "v1," + expected.decode()
+
+
+class SlowRegistry(FakeRegistry):
+    """Answers after ``gate`` opens, with whatever ``answer`` was when the call started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def resolve(self, key: ResolveKey, creds: Credentials | None) -> Resolution:
+        seen = self.answer
+        self.calls += 1
+        await self.gate.wait()
+        return Resolution(outcome=RegistryOutcome.OK, reason="Resolved", version=ResolvedVersion(
+            seen, "run", "src", f"models:/fraud/{seen}"))
+
+
+def test_a_webhook_during_an_in_flight_poll_is_not_lost() -> None:
+    async def scenario() -> str | None:
+        registry, woken, clock = SlowRegistry(), [], Clock()
+        resolver = _resolver(registry, woken, clock)
+        resolver.subscribe(("ns", "a"), KEY, 600.0)
+        first = asyncio.create_task(resolver.ensure(KEY))
+        await asyncio.sleep(0.01)  # the poll has read alias -> "1" and waits on the network
+        registry.answer = "2"
+        resolver.invalidate("fraud")  # the webhook arrives now
+        registry.gate.set()
+        await first
+        task = asyncio.create_task(resolver.run())
+        await asyncio.sleep(0.1)
+        task.cancel()
+        res = resolver.current(KEY)
+        return res.version.version if res and res.version else None
+
+    assert run(scenario()) == "2"
+
+
+def test_unsubscribing_never_cancels_a_poll_someone_awaits() -> None:
+    async def scenario() -> str:
+        registry, woken, clock = SlowRegistry(), [], Clock()
+        resolver = _resolver(registry, woken, clock)
+        resolver.subscribe(("ns", "a"), KEY, 30.0)
+        waiting = asyncio.create_task(resolver.ensure(KEY))
+        await asyncio.sleep(0.01)
+        resolver.unsubscribe(("ns", "a"))  # e.g. the object was deleted meanwhile
+        registry.gate.set()
+        res = await waiting  # must not raise CancelledError into the awaiting worker
+        return res.reason
+
+    assert run(scenario()) == "Resolved"
+
+
+def test_a_registry_bug_becomes_an_answer_not_a_crash() -> None:
+    class Broken(FakeRegistry):
+        async def resolve(self, key: ResolveKey, creds: Credentials | None) -> Resolution:
+            raise ValueError("HTML where JSON was expected")
+
+    async def scenario() -> tuple[str, float]:
+        clock = Clock()
+        resolver = _resolver(Broken(), [], clock)
+        resolver.subscribe(("ns", "a"), KEY, 30.0)
+        res = await resolver.ensure(KEY)
+        return res.reason, resolver._entries[KEY].due - clock.now
+
+    reason, backoff = run(scenario())
+    assert reason == "RegistryError" and backoff == 1.0

@@ -84,6 +84,9 @@ def test_alias_move_switches_only_after_the_new_version_is_available() -> None:
     svc = next(m for m in plan.apply if m["kind"] == "Service" and
                m["metadata"]["name"] == "scorer")
     assert svc["spec"]["selector"]["modeldeploy.io/version"] == "2"
+    assert plan.delete == (), "the old version goes only after the new status is stored"
+    assert w.status.stable is not None and w.status.stable.version == "2"
+    plan = w.tick()
     assert set(plan.delete) == {("Deployment", "scorer-v1"), ("Service", "scorer-v1")}
     assert w.versions() == {"2"}
     assert w.status.phase is Phase.STABLE
@@ -166,6 +169,7 @@ def test_unreachable_registry_mid_switch_finishes_the_switch_it_started() -> Non
     w.tick()
     w.registry = UNREACHABLE
     w.available.add("2")
+    w.tick()
     w.tick()
     assert w.status.stable is not None and w.status.stable.version == "2"
     assert w.versions() == {"2"}
@@ -301,3 +305,24 @@ def test_stable_version_with_no_ready_pod_is_degraded_with_a_warning() -> None:
     assert reasons(plan) == ["ReplicasNotReady"]
     del w.ready_count["1"]
     assert reasons(w.tick()) == ["Recovered"]
+
+
+def test_rollback_right_after_a_promotion_never_points_traffic_at_a_deleted_version() -> None:
+    """The alias moves back to the old version just after the new one was promoted."""
+    w = serving("1")
+    w.registry = resolved("2")
+    w.tick()
+    w.available.add("2")
+    w.tick()  # promoted: traffic on 2, status says stable 2, version 1 still exists
+    assert w.versions() == {"1", "2"}
+    w.registry = resolved("1")  # rolled back in MLflow before the old version was removed
+    plan = w.tick()
+    # Version 1 still runs and is Available: it is promoted back at once, deleting nothing.
+    assert plan.delete == ()
+    svc = next(m for m in plan.apply if m["metadata"]["name"] == "scorer")
+    assert svc["spec"]["selector"]["modeldeploy.io/version"] == "1"
+    assert w.status.stable is not None and w.status.stable.version == "1"
+    assert w.versions() == {"1", "2"}
+    plan = w.tick()
+    assert set(plan.delete) == {("Deployment", "scorer-v2"), ("Service", "scorer-v2")}
+    assert w.versions() == {"1"}

@@ -91,6 +91,7 @@ class Operator:
             self.index.remove(key)
             self.resolver.unsubscribe(key)
             self.queue.forget(key)
+            self._failures.pop(key, None)
             return
         self.index.upsert(body)
         self.queue.add(key)
@@ -108,8 +109,11 @@ class Operator:
             key = await self.queue.get()
             try:
                 requeue = await self.reconciler.reconcile(key)
-            except asyncio.CancelledError:
-                raise
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # we are being stopped
+                self._retry_later(key, exc)  # something we awaited was cancelled, not us
             except Exception as exc:  # noqa: BLE001 - one object's failure never stops others
                 if _namespace_terminating(exc):
                     # Its namespace is going away and takes the object with it: nothing to do.
@@ -127,7 +131,7 @@ class Operator:
             finally:
                 self.queue.done(key)
 
-    def _retry_later(self, key: Key, exc: Exception) -> None:
+    def _retry_later(self, key: Key, exc: BaseException) -> None:
         failures = self._failures[key] = self._failures.get(key, 0) + 1
         delay = min(0.5 * 2 ** failures, 300.0)
         log.warning("reconcile %s/%s failed (%d in a row, retry in %.0fs): %s",

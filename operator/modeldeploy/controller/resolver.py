@@ -38,6 +38,9 @@ class _Entry:
     intervals: dict[Key, float] = field(default_factory=dict)  # subscriber -> poll interval
     inflight: asyncio.Task[Resolution] | None = None
     polls: int = 0
+    #: Set by invalidate(); a poll clears it when it starts, so an invalidation that lands
+    #: while a poll is in flight (which may have read the old answer) triggers another one.
+    stale: bool = False
 
     @property
     def interval(self) -> float:
@@ -93,8 +96,8 @@ class Resolver:
         if entry is not None:
             entry.intervals.pop(obj, None)
             if not entry.intervals:
-                if entry.inflight is not None:
-                    entry.inflight.cancel()
+                # An in-flight poll is left to finish (a reconcile may be awaiting it); its
+                # answer is simply dropped with the entry.
                 del self._entries[rkey]
 
     def current(self, rkey: ResolveKey) -> Resolution | None:
@@ -124,6 +127,7 @@ class Resolver:
         for rkey, entry in self._entries.items():
             if rkey.model == model:
                 entry.due = self._clock()
+                entry.stale = True
                 hits += 1
         if hits:
             self._changed.set()
@@ -140,6 +144,7 @@ class Resolver:
                 entry.inflight = None
 
     async def _poll(self, rkey: ResolveKey, entry: _Entry) -> Resolution:
+        entry.stale = False
         async with self._limit:
             try:
                 creds = await self._credentials(rkey)
@@ -164,6 +169,9 @@ class Resolver:
         else:
             entry.failures = 0
             entry.due = self._clock() + entry.interval
+        if entry.stale:
+            entry.due = self._clock()
+            self._changed.set()
         if _signature(res) != before:
             log.info("%s", res.message or f"{rkey.describe()}: {res.reason}")
             for obj in list(entry.intervals):
@@ -179,7 +187,8 @@ class Resolver:
             for rkey, entry in due:
                 entry.inflight = asyncio.create_task(self._poll(rkey, entry))
                 entry.inflight.add_done_callback(_clear_inflight(entry))
-            upcoming = [e.due for e in self._entries.values() if e.intervals]
+            upcoming = [e.due for e in self._entries.values()
+                        if e.intervals and e.inflight is None]
             wait = max(0.05, min(upcoming) - self._clock()) if upcoming else 5.0
             self._changed.clear()
             with contextlib.suppress(TimeoutError):

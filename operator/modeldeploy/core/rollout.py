@@ -50,6 +50,9 @@ from modeldeploy.core.world import (
 
 #: How long to look again while a version comes up, in case no child event wakes us.
 WAIT_REQUEUE = 15.0
+#: After a promotion, the next reconcile removes the old version (the status patch's own
+#: watch event usually triggers it sooner).
+PROMOTED_REQUEUE = 1.0
 
 
 def selector_text(spec: ModelDeploymentSpec) -> str:
@@ -85,9 +88,12 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
             events.append(Event("Normal", "NewVersion", _new_version_message(
                 spec, desired, stable)))
 
-    # 2. Promote an Available canary: traffic first, then the old version goes.
+    # 2. Promote an Available canary: this plan moves traffic and records the new stable
+    #    version; the old version's children go in the *next* plan, once that status is
+    #    stored. So there is no moment at which the status names a version already deleted.
     owner = render.Owner(obs.name, obs.namespace, obs.uid)
     desired_children = _children(obs, spec, owner, stable, canary)
+    promoted = False
     if canary is not None and _serving(obs, canary.version, desired_children):
         if stable is not None:
             history.insert(0, HistoryEntry(version=stable.version, outcome=Outcome.REPLACED,
@@ -96,16 +102,18 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
         events.append(Event("Normal", "Promoted", _promoted_message(canary, stable)))
         stable = Stable(**_info(canary), since=ts)
         canary = None
+        promoted = True
         desired_children = _children(obs, spec, owner, stable, canary)
 
     apply = tuple(m for m in desired_children if not _up_to_date(obs, m))
-    delete = _deletions(obs, stable, desired_children)
+    delete = () if promoted else _deletions(obs, stable, desired_children)
 
     next_status = _status(obs, spec, now, stable=stable, canary=canary, history=history)
     events += _transition_events(status.conditions, next_status.conditions)
     waiting = canary is not None or (stable is not None and not _ready(obs, stable.version))
+    requeue = PROMOTED_REQUEUE if promoted else (WAIT_REQUEUE if waiting else None)
     return Plan(status=next_status, apply=apply, delete=delete, events=tuple(events),
-                requeue_after=WAIT_REQUEUE if waiting else None)
+                requeue_after=requeue)
 
 
 # --- the version state machine's pieces ----------------------------------------------------
@@ -335,7 +343,7 @@ def _promoted_message(canary: Canary, stable: Stable | None) -> str:
     if stable is None:
         return f"version {canary.version} is Available and serves all traffic"
     return (f"version {canary.version} is Available and serves all traffic; "
-            f"version {stable.version} removed")
+            f"removing version {stable.version}")
 
 
 def _invalid_spec(obs: Observed, now: dt.datetime) -> Plan:
