@@ -21,6 +21,9 @@ class OperatorConfig:
     webhook_port: int = 8090
     webhook_secret: str | None = None
     #: Reconcile workers, registry call timeout, periodic resync of every object.
+    #: URL prefixes a spec may name as registry (MODELDEPLOY_ALLOWED_REGISTRIES, comma
+    #: separated); empty allows any. Limits where the operator sends requests and credentials.
+    allowed_registries: tuple[str, ...] = ()
     workers: int = 4
     registry_timeout: float = 15.0
     resync_seconds: float = 300.0
@@ -41,6 +44,8 @@ class OperatorConfig:
             webhook_host=get("WEBHOOK_HOST") or cls.webhook_host,
             webhook_port=int(get("WEBHOOK_PORT") or cls.webhook_port),
             webhook_secret=get("WEBHOOK_SECRET"),
+            allowed_registries=tuple(
+                p.strip() for p in (get("ALLOWED_REGISTRIES") or "").split(",") if p.strip()),
             workers=int(get("WORKERS") or cls.workers),
             registry_timeout=float(get("REGISTRY_TIMEOUT") or cls.registry_timeout),
             resync_seconds=float(get("RESYNC_SECONDS") or cls.resync_seconds),

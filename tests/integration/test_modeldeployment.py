@@ -395,8 +395,13 @@ def test_credentials_come_from_the_named_secret(
 
     core.create_namespaced_secret(namespace, {"metadata": {"name": "mlflow-creds"},
                                               "stringData": {"token": "t0ken"}})
+    wait_status(custom, namespace, "scorer",
+                lambda s: "not labelled" in condition(s, "RegistryReachable").get("message", ""),
+                timeout=90, what="an unlabelled Secret is refused")
+    core.patch_namespaced_secret("mlflow-creds", namespace, {"metadata": {"labels": {
+        "modeldeploy.io/registry-credentials": "true"}}})
     wait_status(custom, namespace, "scorer", serving("1"), timeout=90,
-                what="Stable once the Secret exists")
+                what="Stable once the Secret is labelled for registry use")
     env = {e.name: e for e in apps.read_namespaced_deployment("scorer-v1", namespace)
            .spec.template.spec.containers[0].env}
     assert env["MLFLOW_TRACKING_TOKEN"].value_from.secret_key_ref.name == "mlflow-creds"

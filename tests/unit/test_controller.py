@@ -322,3 +322,37 @@ def test_a_registry_bug_becomes_an_answer_not_a_crash() -> None:
 
     reason, backoff = run(scenario())
     assert reason == "RegistryError" and backoff == 1.0
+
+
+def _owned(name: str, uid: str, rv: str) -> dict[str, Any]:
+    body = _deployment(rv, 2)
+    body["metadata"].update({"name": name, "uid": uid})
+    return body
+
+
+def test_a_late_event_cannot_resurrect_a_child_we_deleted() -> None:
+    index = Index()
+    index.upsert(_md("1", "Stable"))
+    index.upsert_child("Deployment", _owned("md-v1", "obj-a", "5"))
+    index.deleted_by_us("u1", "Deployment", "md-v1")
+    assert index.children("u1") == ()
+    # A MODIFIED event that was in flight when we deleted it (even with a newer rv):
+    index.upsert_child("Deployment", _owned("md-v1", "obj-a", "7"))
+    assert index.children("u1") == ()
+    # A new object with the same name (we re-created the version) is accepted at once:
+    index.upsert_child("Deployment", _owned("md-v1", "obj-b", "9"))
+    assert [c.name for c in index.children("u1")] == ["md-v1"]
+
+
+def test_resync_drops_children_missed_while_the_watch_was_down() -> None:
+    index = Index()
+    index.upsert(_md("1", "Stable"))
+    index.upsert_child("Deployment", _owned("md-v1", "obj-a", "5"))
+    index.upsert_child("Deployment", _owned("md-v2", "obj-b", "50"))  # written after the list
+    orphan = _owned("gone-v1", "obj-c", "6")
+    orphan["metadata"]["ownerReferences"][0]["uid"] = "deleted-owner"
+    index.upsert_child("Deployment", orphan)
+    touched = index.resync_children("Deployment", [], list_rv=10)
+    assert [c.name for c in index.children("u1")] == ["md-v2"], "newer than the list: kept"
+    assert index.children("deleted-owner") == ()
+    assert touched == {("ns", "md")}

@@ -326,3 +326,20 @@ def test_rollback_right_after_a_promotion_never_points_traffic_at_a_deleted_vers
     plan = w.tick()
     assert set(plan.delete) == {("Deployment", "scorer-v2"), ("Service", "scorer-v2")}
     assert w.versions() == {"1"}
+
+
+def test_renaming_the_model_with_the_same_version_number_rolls_in_place() -> None:
+    w = serving("1")
+    old = w.child("Deployment", "scorer-v1").hash
+    w.spec["model"]["name"] = "fraud-scorer-v2-team"
+    w.generation = 2
+    w.registry = resolved("1", model="fraud-scorer-v2-team")
+    plan = w.tick()
+    assert reasons(plan) == ["ModelChanged"]
+    assert w.status.stable is not None
+    assert w.status.stable.modelUri == "models:/fraud-scorer-v2-team/1"
+    dep = next(m for m in plan.apply if m["kind"] == "Deployment")
+    assert "models:/fraud-scorer-v2-team/1" in dep["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    assert w.child("Deployment", "scorer-v1").hash != old and plan.delete == ()
+    assert w.tick().events == ()

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import json
 import logging
 import random
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client, config
@@ -43,10 +45,16 @@ class ApiError(Exception):
         self.status, self.reason, self.message = status, reason, message
 
 
+def _kube_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="kube")
+
+
 @dataclass(frozen=True)
 class Kube:
     api: client.ApiClient
     attempts: int = 5
+    #: Our own threads: a slow registry (which has its own pool) never delays API writes.
+    pool: ThreadPoolExecutor = field(default_factory=_kube_pool, repr=False)
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None) -> Kube:
@@ -81,7 +89,8 @@ class Kube:
         delay = 0.2
         for attempt in range(1, self.attempts + 1):
             try:
-                return await asyncio.to_thread(self._call, method, path, **kwargs)
+                return await asyncio.get_running_loop().run_in_executor(
+                    self.pool, functools.partial(self._call, method, path, **kwargs))
             except ApiError as exc:
                 if exc.status not in _RETRY_STATUSES or attempt == self.attempts:
                     raise
@@ -105,18 +114,20 @@ class Kube:
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             body=manifest, content_type="application/apply-patch+yaml")
 
-    async def list_all(self, kind: str, label_selector: str) -> list[dict[str, Any]]:
-        """Every object of ``kind`` in the cluster matching ``label_selector`` ([] when the
-        kind is not served, e.g. Gateway API CRDs not installed)."""
+    async def list_all(self, kind: str,
+                       label_selector: str) -> tuple[list[dict[str, Any]], int | None]:
+        """Every object of ``kind`` matching ``label_selector``, and the list's
+        resourceVersion (([], None) when the kind is not served, e.g. no Gateway API CRDs)."""
         prefix, plural = KINDS[kind]
         try:
             listed = await self._request("GET", f"{prefix}/{plural}",
                                          query=[("labelSelector", label_selector)])
         except ApiError as exc:
             if exc.status == 404:
-                return []
+                return [], None
             raise
-        return list(listed.get("items") or [])
+        rv = (listed.get("metadata") or {}).get("resourceVersion")
+        return list(listed.get("items") or []), int(rv) if rv and rv.isdigit() else None
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete (background propagation). False when it was already gone."""
@@ -135,9 +146,12 @@ class Kube:
             "PATCH", self.path("ModelDeployment", namespace, name) + "/status",
             body={"status": status}, content_type="application/merge-patch+json")
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+    async def read_secret(self, namespace: str,
+                          name: str) -> tuple[dict[str, str], dict[str, str]]:
+        """(decoded data, labels) of a Secret."""
         secret = await self._request("GET", self.path("Secret", namespace, name))
-        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        return data, dict((secret.get("metadata") or {}).get("labels") or {})
 
     async def post_event(self, owner: dict[str, Any], *, type_: str, reason: str,
                          message: str) -> None:

@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,13 +215,22 @@ def _unreachable(exc: MlflowException, key: ResolveKey, now: dt.datetime) -> Res
 class Registry:
     """Async face of the registry: each call in a worker thread, bounded by ``timeout``."""
 
-    def __init__(self, *, timeout: float = 15.0) -> None:
+    def __init__(self, *, timeout: float = 15.0, threads: int = 8) -> None:
         self.timeout = timeout
+        # Its own threads: a registry call that outlives its timeout keeps a thread busy, and
+        # that must never hold up Kubernetes writes (the kube adapter has its own pool).
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="registry")
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(loop.run_in_executor(self._pool, fn, *args),
+                                      self.timeout)
 
     async def resolve(self, key: ResolveKey, creds: Credentials | None) -> Resolution:
         client = _Client(key.tracking_uri, key.registry_uri, creds)
         try:
-            return await asyncio.wait_for(asyncio.to_thread(client.resolve, key), self.timeout)
+            result: Resolution = await self._run(client.resolve, key)
+            return result
         except TimeoutError:
             return Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryUnreachable",
                               message=f"{key.registry_uri}: no answer within {self.timeout:.0f}s",
@@ -229,5 +239,5 @@ class Registry:
     async def details(self, key: ResolveKey, creds: Credentials | None,
                       version: ResolvedVersion) -> VersionDetails:
         client = _Client(key.tracking_uri, key.registry_uri, creds)
-        return await asyncio.wait_for(
-            asyncio.to_thread(client.details, version.run_id, version.source), self.timeout)
+        details: VersionDetails = await self._run(client.details, version.run_id, version.source)
+        return details

@@ -71,6 +71,8 @@ class Index:
         self._uid_to_key: dict[str, Key] = {}
         self._children: dict[str, dict[tuple[str, str], Child]] = {}
         self._child_rv: dict[tuple[str, str, str], int] = {}
+        self._child_uid: dict[tuple[str, str, str], str] = {}
+        self._tombstones: dict[tuple[str, str, str], str] = {}
 
     # ModelDeployments
 
@@ -92,8 +94,8 @@ class Index:
         if body is not None:
             uid = str(body["metadata"].get("uid"))
             self._uid_to_key.pop(uid, None)
-            for kind, name in self._children.pop(uid, {}):
-                self._child_rv.pop((uid, kind, name), None)
+            for kind, name in list(self._children.get(uid, {})):
+                self._drop((uid, kind, name))
 
     def get(self, key: Key) -> dict[str, Any] | None:
         return self._bodies.get(key)
@@ -108,23 +110,72 @@ class Index:
         uid = owner_uid(body)
         if uid is None:
             return None
-        child = child_of(kind, body)
-        children = self._children.setdefault(uid, {})
+        meta = body["metadata"]
+        slot = (uid, kind, meta["name"])
+        tomb = self._tombstones.get(slot)
+        if tomb is not None and tomb == meta.get("uid"):
+            return None  # a late event about an object we deleted
+        self._tombstones.pop(slot, None)
         rv = _rv(body)
-        if rv is not None and self._child_rv.get((uid, kind, child.name), -1) > rv:
+        if rv is not None and self._child_rv.get(slot, -1) > rv:
             return self._uid_to_key.get(uid)
-        children[(kind, child.name)] = child
+        self._children.setdefault(uid, {})[(kind, meta["name"])] = child_of(kind, body)
+        if meta.get("uid"):
+            self._child_uid[slot] = str(meta["uid"])
         if rv is not None:
-            self._child_rv[(uid, kind, child.name)] = rv
+            self._child_rv[slot] = rv
         return self._uid_to_key.get(uid)
 
     def remove_child(self, kind: str, body: dict[str, Any]) -> Key | None:
+        """A watch DELETED event."""
         uid = owner_uid(body)
         if uid is None:
             return None
-        self._children.get(uid, {}).pop((kind, body["metadata"]["name"]), None)
-        self._child_rv.pop((uid, kind, body["metadata"]["name"]), None)
+        slot = (uid, kind, body["metadata"]["name"])
+        self._drop(slot)
+        self._tombstones.pop(slot, None)
         return self._uid_to_key.get(uid)
+
+    def deleted_by_us(self, owner: str, kind: str, name: str) -> None:
+        """We deleted it: forget it now, and ignore late events about that same object."""
+        slot = (owner, kind, name)
+        if slot in self._child_uid:
+            self._tombstones[slot] = self._child_uid[slot]
+        self._drop(slot)
+
+    def _drop(self, slot: tuple[str, str, str]) -> None:
+        uid, kind, name = slot
+        children = self._children.get(uid)
+        if children is not None:
+            children.pop((kind, name), None)
+            if not children:
+                del self._children[uid]
+        self._child_rv.pop(slot, None)
+        self._child_uid.pop(slot, None)
+
+    def resync_children(self, kind: str, listed: list[dict[str, Any]],
+                        list_rv: int | None) -> set[Key]:
+        """Reconcile the index with a fresh LIST of ``kind``: drop what the list no longer has
+        (a DELETED event missed while a watch was down) unless we learnt of it after the
+        list was taken, and drop children whose owner is gone. Returns owners to re-check."""
+        present = {(owner_uid(b), b["metadata"]["name"]) for b in listed}
+        touched: set[Key] = set()
+        for uid, children in list(self._children.items()):
+            for ckind, name in list(children):
+                if ckind != kind:
+                    continue
+                slot = (uid, kind, name)
+                newer = list_rv is not None and self._child_rv.get(slot, -1) > list_rv
+                if uid not in self._uid_to_key or ((uid, name) not in present and not newer):
+                    self._drop(slot)
+                    if uid in self._uid_to_key:
+                        touched.add(self._uid_to_key[uid])
+        for body in listed:
+            owner = self.upsert_child(kind, body)
+            if owner is not None:
+                touched.add(owner)
+        self._tombstones = {k: v for k, v in self._tombstones.items() if k[0] in self._uid_to_key}
+        return touched
 
     def children(self, uid: str) -> tuple[Child, ...]:
         return tuple(self._children.get(uid, {}).values())

@@ -59,11 +59,13 @@ class Operator:
     async def start(cls, config: OperatorConfig, kube: Kube | None = None) -> Operator:
         op = cls(config, kube or Kube.from_environment())
         for kind in CHILD_KINDS:
-            for body in await op.kube.list_all(kind, MANAGED_SELECTOR):
+            listed, _ = await op.kube.list_all(kind, MANAGED_SELECTOR)
+            for body in listed:
                 op.index.upsert_child(kind, body)
         op._tasks = [asyncio.create_task(op._worker(i), name=f"worker-{i}")
                      for i in range(config.workers)]
         op._tasks.append(asyncio.create_task(op.resolver.run(), name="resolver"))
+        op._tasks.append(asyncio.create_task(op._relist(), name="relist"))
         if config.webhook_secret and config.webhook_port:
             op.receiver = Receiver(secret=config.webhook_secret,
                                    invalidate=op.resolver.invalidate)
@@ -137,6 +139,20 @@ class Operator:
         log.warning("reconcile %s/%s failed (%d in a row, retry in %.0fs): %s",
                     *key, failures, delay, exc)
         self.queue.add_after(key, delay)
+
+    async def _relist(self) -> None:
+        """Every resync period, LIST the children again: a watch that was down misses DELETED
+        events, and only a fresh list tells the index what is really gone."""
+        while True:
+            await asyncio.sleep(self.config.resync_seconds)
+            for kind in CHILD_KINDS:
+                try:
+                    listed, rv = await self.kube.list_all(kind, MANAGED_SELECTOR)
+                except Exception as exc:  # noqa: BLE001 - try again next period
+                    log.warning("relisting %s failed: %s", kind, exc)
+                    continue
+                for key in self.index.resync_children(kind, listed, rv):
+                    self.queue.add(key)
 
     async def _report_failure(self, key: Key, exc: Exception) -> None:
         body = self.index.get(key)

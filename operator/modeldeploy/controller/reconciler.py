@@ -34,6 +34,9 @@ from modeldeploy.core.world import (
 
 log = logging.getLogger(__name__)
 
+#: A Secret must carry this label (value "true") before its values are sent to a registry.
+CREDENTIALS_LABEL = "modeldeploy.io/registry-credentials"
+
 
 def spec_error_text(exc: ValidationError) -> str:
     """``spec.serving.replicas: Input should be greater than or equal to 0; ...``"""
@@ -77,6 +80,11 @@ def registry_key(spec: ModelDeploymentSpec, namespace: str,
         registry = reg.registryUri or reg.trackingUri
     else:
         registry = (reg.registryUri if reg else None) or config.default_registry_uri or tracking
+    if config.allowed_registries:
+        for field, uri in (("trackingUri", tracking), ("registryUri", registry)):
+            if not any(uri.startswith(prefix) for prefix in config.allowed_registries):
+                return (f"spec.model.registry.{field}: {uri} is not one of the registries "
+                        f"this operator may call ({', '.join(config.allowed_registries)})")
     secret = reg.credentialsSecret if reg else None
     ref = (f"{namespace}/{secret.name}#{secret.tokenKey},{secret.usernameKey},"
            f"{secret.passwordKey}") if secret else None
@@ -92,10 +100,6 @@ def registry_key(spec: ModelDeploymentSpec, namespace: str,
     return rkey, target
 
 
-def _owner_ref(meta: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "ModelDeployment", "controller": True, "uid": meta["uid"]}
-
-
 class Reconciler:
     def __init__(self, *, kube: Kube, index: Index, resolver: Resolver,
                  config: OperatorConfig) -> None:
@@ -109,11 +113,16 @@ class Reconciler:
         namespace, name = where.split("/", 1)
         token_key, user_key, password_key = keys.split(",")
         try:
-            data = await self.kube.read_secret(namespace, name)
+            data, labels = await self.kube.read_secret(namespace, name)
         except ApiError as exc:
             raise LookupError(f"credentials Secret {namespace}/{name}: {exc.message}") from exc
         except Exception as exc:  # network trouble reading it is the same answer
             raise LookupError(f"credentials Secret {namespace}/{name}: {exc}") from exc
+        if labels.get(CREDENTIALS_LABEL) != "true":
+            # Whoever may create a ModelDeployment chooses the URL credentials are sent to;
+            # only Secrets an owner marked for this purpose are ever sent anywhere.
+            raise LookupError(f"credentials Secret {namespace}/{name} is not labelled "
+                              f"{CREDENTIALS_LABEL}=true, so the operator will not use it")
         return Credentials(token=data.get(token_key), username=data.get(user_key),
                            password=data.get(password_key))
 
@@ -158,8 +167,7 @@ class Reconciler:
                 self.index.upsert_child(manifest["kind"], applied)
         for kind, name in plan.delete:
             await self.kube.delete(kind, meta["namespace"], name)
-            self.index.remove_child(kind, {"metadata": {"name": name,
-                                                        "ownerReferences": [_owner_ref(meta)]}})
+            self.index.deleted_by_us(str(meta["uid"]), kind, name)
         # Status before events: events are derived from status transitions, so once the new
         # status is stored a crash can only lose an event, never post it twice.
         new, old = status_dict(plan.status), status_dict(observed.status)

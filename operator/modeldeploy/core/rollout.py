@@ -75,7 +75,16 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
 
     # 1. Follow the registry. Without an answer, hold whatever is in flight.
     if desired is not None:
-        if canary is not None and canary.version != desired.version:
+        if stable is not None and stable.version == desired.version and \
+                not _same(stable, desired):
+            # Same number, different model (spec renamed it, or moved registries): children
+            # are named by number, so the stable Deployment rolls in place (maxUnavailable 0).
+            events.append(Event("Normal", "ModelChanged",
+                                f"version {desired.version} now means {desired.model_uri} "
+                                f"(run {desired.run_id}); updating in place"))
+            stable = Stable(version=desired.version, runId=desired.run_id,
+                            source=desired.source, modelUri=desired.model_uri, since=ts)
+        if canary is not None and not _same(canary, desired):
             history.insert(0, HistoryEntry(version=canary.version, outcome=Outcome.ABANDONED,
                                            reason=f"tracked version moved to {desired.version}",
                                            at=ts))
@@ -117,6 +126,11 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
 
 
 # --- the version state machine's pieces ----------------------------------------------------
+
+
+def _same(known: VersionInfo, v: ResolvedVersion) -> bool:
+    """The same model version: number, URI and run all match."""
+    return (known.version, known.modelUri, known.runId) == (v.version, v.model_uri, v.run_id)
 
 
 def _canary(v: ResolvedVersion, ts: str) -> Canary:

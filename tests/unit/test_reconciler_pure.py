@@ -1,0 +1,61 @@
+"""Pure helpers of the reconciler: registry keys, defaults, allow-list, spec error text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.config import OperatorConfig
+from modeldeploy.controller.reconciler import parse_spec, registry_key
+
+
+def spec(**model: Any) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate({"model": {"name": "m", **model}})
+
+
+def test_default_registry_comes_from_the_operator() -> None:
+    found = registry_key(spec(alias="champion"), "ns",
+                         OperatorConfig(default_tracking_uri="http://mlflow:5000"))
+    assert not isinstance(found, str)
+    rkey, target = found
+    assert (rkey.tracking_uri, rkey.registry_uri, rkey.kind, rkey.value) == (
+        "http://mlflow:5000", "http://mlflow:5000", "alias", "champion")
+    assert target.credentials_secret is None
+
+
+def test_no_registry_anywhere_is_a_spec_error_naming_the_field() -> None:
+    assert "spec.model.registry.trackingUri" in str(registry_key(spec(), "ns", OperatorConfig()))
+
+
+def test_credentials_reference_is_namespaced_and_part_of_the_key() -> None:
+    reg = {"trackingUri": "https://mlflow.example.com", "credentialsSecret": {"name": "tok"}}
+    found = registry_key(spec(registry=reg), "team-a", OperatorConfig())
+    assert not isinstance(found, str)
+    assert found[0].credentials_ref == "team-a/tok#token,username,password"
+    other = registry_key(spec(registry=reg), "team-b", OperatorConfig())
+    assert not isinstance(other, str) and other[0] != found[0], "never shared across namespaces"
+
+
+@pytest.mark.parametrize(("uri", "allowed"), [
+    ("https://mlflow.example.com", True), ("https://mlflow.example.com.evil.io", False),
+    ("http://169.254.169.254", False)])
+def test_allow_list_limits_where_requests_and_credentials_go(uri: str, allowed: bool) -> None:
+    config = OperatorConfig(allowed_registries=("https://mlflow.example.com/",
+                                                "https://mlflow.example.com:443/"))
+    found = registry_key(spec(registry={"trackingUri": uri + "/"}), "ns", config)
+    assert isinstance(found, str) != allowed
+    if not allowed:
+        assert "spec.model.registry.trackingUri" in str(found)
+
+
+def test_allow_list_from_environment() -> None:
+    config = OperatorConfig.from_env({"MODELDEPLOY_ALLOWED_REGISTRIES": " http://a/ ,http://b/"})
+    assert config.allowed_registries == ("http://a/", "http://b/")
+
+
+def test_spec_errors_name_the_field() -> None:
+    parsed, error = parse_spec({"model": {"name": "m"}, "serving": {"replicas": -1}})
+    assert parsed is None and error is not None
+    assert error.startswith("spec.serving.replicas:")
