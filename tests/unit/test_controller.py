@@ -356,3 +356,12 @@ def test_resync_drops_children_missed_while_the_watch_was_down() -> None:
     assert [c.name for c in index.children("u1")] == ["md-v2"], "newer than the list: kept"
     assert index.children("deleted-owner") == ()
     assert touched == {("ns", "md")}
+
+
+def test_failure_messages_are_stable_across_polls() -> None:
+    from modeldeploy.adapters.registry import stable_text
+
+    a = ("HTTPConnectionPool: Max retries exceeded (Caused by NewConnectionError("
+         "'<urllib3.connection.HTTPConnection object at 0x7f3a1c2b>: refused'))")
+    b = a.replace("0x7f3a1c2b", "0x7f99ee01")
+    assert stable_text(a) == stable_text(b) and "0x" not in stable_text(a)

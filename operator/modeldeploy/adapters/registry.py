@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +103,7 @@ class _Client:
             return _unreachable(exc, key, now)
         except OSError as exc:  # requests' connection errors are OSErrors
             return Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryUnreachable",
-                              message=f"{key.registry_uri}: {exc}", at=now)
+                              message=stable_text(f"{key.registry_uri}: {exc}"), at=now)
         version = str(mv.version)
         return Resolution(
             outcome=RegistryOutcome.OK, reason="Resolved", at=now,
@@ -200,6 +201,15 @@ def _no_model(key: ResolveKey) -> str:
     return f"no registered model {key.model!r} at {key.registry_uri}"
 
 
+_ADDRESS = re.compile(r" (object )?at 0x[0-9a-fA-F]+")
+
+
+def stable_text(text: str) -> str:
+    """Error text without per-process object addresses (urllib3 puts them in connection
+    errors): the same failure must read the same, or every poll would rewrite the status."""
+    return _ADDRESS.sub("", text)
+
+
 def _unreachable(exc: MlflowException, key: ResolveKey, now: dt.datetime) -> Resolution:
     code = exc.error_code
     if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
@@ -209,7 +219,7 @@ def _unreachable(exc: MlflowException, key: ResolveKey, now: dt.datetime) -> Res
     if "failed with exception" in text:  # connection refused, DNS, timeouts
         text = text.split("failed with exception", 1)[1].strip()[:300]
     return Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryUnreachable",
-                      message=f"{key.registry_uri}: {text}", at=now)
+                      message=stable_text(f"{key.registry_uri}: {text}"), at=now)
 
 
 class Registry:

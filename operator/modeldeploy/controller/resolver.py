@@ -48,10 +48,13 @@ class _Entry:
 
 
 def _signature(res: Resolution | None) -> tuple[object, ...]:
+    """What makes two answers different. For failures the message is the substance (Secret
+    missing vs not labelled); for successes it is derived from the version."""
     if res is None:
         return ()
+    message = res.message if res.outcome is not RegistryOutcome.OK else ""
     return (res.outcome, res.reason, res.version.version if res.version else None,
-            res.version.run_id if res.version else None)
+            res.version.run_id if res.version else None, message)
 
 
 def _clear_inflight(entry: _Entry) -> Callable[[asyncio.Task[Resolution]], None]:
