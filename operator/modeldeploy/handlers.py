@@ -35,6 +35,11 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
+    # Filter child watches on the server: handler `labels=` filters are applied by Kopf
+    # client-side, which would stream every Deployment and Service of the cluster to us.
+    for group, version, plural in CHILDREN.values():
+        settings.watching.label_selectors[group, version, plural] = \
+            f"{render.LABEL_MANAGED}={render.MANAGED_BY}"
     _state["operator"] = await Operator.start(OperatorConfig.from_env())
 
 
