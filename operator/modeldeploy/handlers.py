@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from modeldeploy.config import OperatorConfig
-from modeldeploy.controller.operator import Operator
+from modeldeploy.controller.operator import CHILD_RESOURCES, MANAGED_SELECTOR, Operator
 from modeldeploy.core import render
 
 GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
@@ -37,9 +37,8 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 300
     # Filter child watches on the server: handler `labels=` filters are applied by Kopf
     # client-side, which would stream every Deployment and Service of the cluster to us.
-    for group, version, plural in CHILDREN.values():
-        settings.watching.label_selectors[group, version, plural] = \
-            f"{render.LABEL_MANAGED}={render.MANAGED_BY}"
+    for group, version, plural in CHILD_RESOURCES.values():
+        settings.watching.label_selectors[group, version, plural] = MANAGED_SELECTOR
     _state["operator"] = await Operator.start(OperatorConfig.from_env())
 
 
@@ -59,15 +58,6 @@ async def _model_deployment(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> 
     _operator().model_deployment_event(event.get("type"), _plain(body))
 
 
-#: Children we watch: kind -> (group, version, plural). Only objects labelled as ours.
-CHILDREN = {
-    "Deployment": ("apps", "v1", "deployments"),
-    "Service": ("", "v1", "services"),
-    "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
-    "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
-}
-
-
 def _child_handler(kind: str) -> Any:
     async def handler(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         _operator().child_event(kind, event.get("type"), _plain(body))
@@ -76,6 +66,6 @@ def _child_handler(kind: str) -> Any:
     return handler
 
 
-for _kind, (_group, _version, _plural) in CHILDREN.items():
+for _kind, (_group, _version, _plural) in CHILD_RESOURCES.items():
     kopf.on.event(_group, _version, _plural, labels=MANAGED, id=f"child-{_kind.lower()}")(
         _child_handler(_kind))

@@ -64,8 +64,6 @@ class Receiver:
         self._invalidate = invalidate
         self._clock = clock
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self.accepted = 0
-        self.rejected = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         body = (await request.read()).decode(errors="replace")
@@ -74,7 +72,6 @@ class Receiver:
                          delivery_id=delivery, timestamp=request.headers.get(TIMESTAMP_HEADER, ""),
                          body=body, now=self._clock())
         if problem:
-            self.rejected += 1
             log.warning("rejected MLflow webhook delivery %r: %s", delivery, problem)
             return web.json_response({"error": problem}, status=401)
         if delivery in self._seen:
@@ -88,7 +85,6 @@ class Receiver:
             model = str(payload["data"]["name"])
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": "unexpected payload"}, status=400)
-        self.accepted += 1
         if (entity, action) not in HANDLED:
             return web.json_response({"status": "ignored"}, status=200)
         keys = self._invalidate(model)

@@ -9,6 +9,7 @@ import pytest
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.config import OperatorConfig
 from modeldeploy.controller.reconciler import parse_spec, registry_key
+from modeldeploy.core.world import SecretRef
 
 
 def spec(**model: Any) -> ModelDeploymentSpec:
@@ -22,7 +23,7 @@ def test_default_registry_comes_from_the_operator() -> None:
     rkey, target = found
     assert (rkey.tracking_uri, rkey.registry_uri, rkey.kind, rkey.value) == (
         "http://mlflow:5000", "http://mlflow:5000", "alias", "champion")
-    assert target.credentials_secret is None
+    assert target.credentials is None
 
 
 def test_no_registry_anywhere_is_a_spec_error_naming_the_field() -> None:
@@ -33,7 +34,7 @@ def test_credentials_reference_is_namespaced_and_part_of_the_key() -> None:
     reg = {"trackingUri": "https://mlflow.example.com", "credentialsSecret": {"name": "tok"}}
     found = registry_key(spec(registry=reg), "team-a", OperatorConfig())
     assert not isinstance(found, str)
-    assert found[0].credentials_ref == "team-a/tok#token,username,password"
+    assert found[0].credentials == SecretRef(namespace="team-a", name="tok")
     other = registry_key(spec(registry=reg), "team-b", OperatorConfig())
     assert not isinstance(other, str) and other[0] != found[0], "never shared across namespaces"
 

@@ -8,11 +8,11 @@ import pytest
 
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.core import render
-from modeldeploy.core.world import RegistryTarget
+from modeldeploy.core.world import RegistryTarget, SecretRef
 
 OWNER = render.Owner(name="scorer", namespace="ml", uid="uid-1")
 TARGET = RegistryTarget(tracking_uri="http://mlflow:5000", registry_uri="http://mlflow:5000",
-                        credentials_secret="mlflow-token")
+                        credentials=SecretRef(namespace="ml", name="mlflow-token"))
 SERVED = render.ServedVersion(version="8", model_uri="models:/fraud-scorer/8", registry=TARGET)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from modeldeploy.core.world import RegistryOutcome, Resolution, ResolvedVersion
+from modeldeploy.core.world import RegistryOutcome, Resolution, ResolvedVersion, SecretRef
 
 # mlflow's HTTP layer retries 7 times with exponential backoff by default (minutes of
 # blocking on an outage); the operator has its own retry loop, so one quick try is right.
@@ -57,7 +57,7 @@ class ResolveKey:
     model: str
     kind: str  # alias | stage | version | latest
     value: str
-    credentials_ref: str | None = None  # "namespace/secret", for sharing and invalidation
+    credentials: SecretRef | None = None
 
     def describe(self) -> str:
         what = {"alias": f"alias {self.value!r}", "stage": f"stage {self.value!r}",

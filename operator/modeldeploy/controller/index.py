@@ -100,9 +100,6 @@ class Index:
     def get(self, key: Key) -> dict[str, Any] | None:
         return self._bodies.get(key)
 
-    def keys(self) -> list[Key]:
-        return list(self._bodies)
-
     # Children
 
     def upsert_child(self, kind: str, body: dict[str, Any]) -> Key | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
@@ -20,14 +21,21 @@ from modeldeploy.adapters.registry import Registry
 from modeldeploy.config import OperatorConfig
 from modeldeploy.controller.index import Index, Key, key_of
 from modeldeploy.controller.queue import WorkQueue
-from modeldeploy.controller.reconciler import Reconciler
+from modeldeploy.controller.reconciler import Reconciler, read_credentials
 from modeldeploy.controller.resolver import Resolver
 from modeldeploy.core import render
 from modeldeploy.webhook import Receiver
 
 log = logging.getLogger(__name__)
 
-CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "HTTPRoute")
+#: The children we watch and list: kind -> (group, version, plural).
+CHILD_RESOURCES = {
+    "Deployment": ("apps", "v1", "deployments"),
+    "Service": ("", "v1", "services"),
+    "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
+    "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
+}
+CHILD_KINDS = tuple(CHILD_RESOURCES)
 MANAGED_SELECTOR = f"{render.LABEL_MANAGED}={render.MANAGED_BY}"
 
 
@@ -42,18 +50,14 @@ class Operator:
         self.kube = kube
         self.index = Index()
         self.queue: WorkQueue[Key] = WorkQueue()
-        self.reconciler: Reconciler
         self.resolver = Resolver(Registry(timeout=config.registry_timeout), wake=self.queue.add,
-                                 credentials=self._credentials)
+                                 credentials=functools.partial(read_credentials, kube))
         self.reconciler = Reconciler(kube=kube, index=self.index, resolver=self.resolver,
                                      config=config)
         self.receiver: Receiver | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._failures: dict[Key, int] = {}
         self._web: web.AppRunner | None = None
-
-    async def _credentials(self, rkey: Any) -> Any:
-        return await self.reconciler.credentials(rkey)
 
     @classmethod
     async def start(cls, config: OperatorConfig, kube: Kube | None = None) -> Operator:

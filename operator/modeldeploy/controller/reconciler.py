@@ -30,6 +30,7 @@ from modeldeploy.core.world import (
     RegistryOutcome,
     RegistryTarget,
     Resolution,
+    SecretRef,
 )
 
 log = logging.getLogger(__name__)
@@ -86,45 +87,40 @@ def registry_key(spec: ModelDeploymentSpec, namespace: str,
                 return (f"spec.model.registry.{field}: {uri} is not one of the registries "
                         f"this operator may call ({', '.join(config.allowed_registries)})")
     secret = reg.credentialsSecret if reg else None
-    ref = (f"{namespace}/{secret.name}#{secret.tokenKey},{secret.usernameKey},"
-           f"{secret.passwordKey}") if secret else None
+    creds = SecretRef(namespace=namespace, name=secret.name, token_key=secret.tokenKey,
+                      username_key=secret.usernameKey,
+                      password_key=secret.passwordKey) if secret else None
     kind, value = spec.model.selector()
     rkey = ResolveKey(tracking_uri=tracking, registry_uri=registry, model=spec.model.name,
-                      kind=kind, value=value, credentials_ref=ref)
-    target = RegistryTarget(
-        tracking_uri=tracking, registry_uri=registry,
-        credentials_secret=secret.name if secret else None,
-        token_key=secret.tokenKey if secret else "token",
-        username_key=secret.usernameKey if secret else "username",
-        password_key=secret.passwordKey if secret else "password")
-    return rkey, target
+                      kind=kind, value=value, credentials=creds)
+    return rkey, RegistryTarget(tracking_uri=tracking, registry_uri=registry, credentials=creds)
+
+
+async def read_credentials(kube: Kube, rkey: ResolveKey) -> Credentials | None:
+    """Read a registry's credentials Secret; LookupError when it cannot (or may not) be used."""
+    ref = rkey.credentials
+    if ref is None:
+        return None
+    where = f"credentials Secret {ref.namespace}/{ref.name}"
+    try:
+        data, labels = await kube.read_secret(ref.namespace, ref.name)
+    except ApiError as exc:
+        raise LookupError(f"{where}: {exc.message}") from exc
+    except Exception as exc:  # network trouble reading it is the same answer
+        raise LookupError(f"{where}: {exc}") from exc
+    if labels.get(CREDENTIALS_LABEL) != "true":
+        # Whoever may create a ModelDeployment chooses the URL credentials are sent to;
+        # only Secrets an owner marked for this purpose are ever sent anywhere.
+        raise LookupError(f"{where} is not labelled {CREDENTIALS_LABEL}=true, "
+                          "so the operator will not use it")
+    return Credentials(token=data.get(ref.token_key), username=data.get(ref.username_key),
+                       password=data.get(ref.password_key))
 
 
 class Reconciler:
     def __init__(self, *, kube: Kube, index: Index, resolver: Resolver,
                  config: OperatorConfig) -> None:
         self.kube, self.index, self.resolver, self.config = kube, index, resolver, config
-
-    async def credentials(self, rkey: ResolveKey) -> Credentials | None:
-        """Read a registry's credentials Secret; LookupError when it cannot be read."""
-        if rkey.credentials_ref is None:
-            return None
-        where, keys = rkey.credentials_ref.split("#", 1)
-        namespace, name = where.split("/", 1)
-        token_key, user_key, password_key = keys.split(",")
-        try:
-            data, labels = await self.kube.read_secret(namespace, name)
-        except ApiError as exc:
-            raise LookupError(f"credentials Secret {namespace}/{name}: {exc.message}") from exc
-        except Exception as exc:  # network trouble reading it is the same answer
-            raise LookupError(f"credentials Secret {namespace}/{name}: {exc}") from exc
-        if labels.get(CREDENTIALS_LABEL) != "true":
-            # Whoever may create a ModelDeployment chooses the URL credentials are sent to;
-            # only Secrets an owner marked for this purpose are ever sent anywhere.
-            raise LookupError(f"credentials Secret {namespace}/{name} is not labelled "
-                              f"{CREDENTIALS_LABEL}=true, so the operator will not use it")
-        return Credentials(token=data.get(token_key), username=data.get(user_key),
-                           password=data.get(password_key))
 
     async def observe(self, body: dict[str, Any], key: Key) -> Observed:
         meta = body["metadata"]
@@ -139,7 +135,7 @@ class Reconciler:
             else:
                 rkey, target = found
                 self.resolver.subscribe(key, rkey, durations.parse(spec.model.pollInterval))
-                resolution = self.resolver.current(rkey) or await self.resolver.ensure(rkey)
+                resolution = await self.resolver.ensure(rkey)
         return Observed(
             name=meta["name"], namespace=meta["namespace"], uid=str(meta["uid"]),
             generation=int(meta.get("generation") or 1), spec=spec, spec_error=spec_error,

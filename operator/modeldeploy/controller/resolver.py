@@ -111,10 +111,6 @@ class Resolver:
         return {"keys": len(self._entries), "subscribers": len(self._subscriptions),
                 "polls": sum(e.polls for e in self._entries.values())}
 
-    def polls(self, rkey: ResolveKey) -> int:
-        entry = self._entries.get(rkey)
-        return entry.polls if entry else 0
-
     # --- resolving -------------------------------------------------------------------------
 
     async def ensure(self, rkey: ResolveKey) -> Resolution:
@@ -137,14 +133,15 @@ class Resolver:
         return hits
 
     async def _refresh(self, rkey: ResolveKey, entry: _Entry) -> Resolution:
+        # Shielded: a waiter being cancelled never cancels a poll others share.
+        return await asyncio.shield(self._start(rkey, entry))
+
+    def _start(self, rkey: ResolveKey, entry: _Entry) -> asyncio.Task[Resolution]:
+        """The key's in-flight poll, started now if there is none."""
         if entry.inflight is None:
             entry.inflight = asyncio.create_task(self._poll(rkey, entry))
-        task = entry.inflight
-        try:
-            return await asyncio.shield(task)
-        finally:
-            if task.done() and entry.inflight is task:
-                entry.inflight = None
+            entry.inflight.add_done_callback(_clear_inflight(entry))
+        return entry.inflight
 
     async def _poll(self, rkey: ResolveKey, entry: _Entry) -> Resolution:
         entry.stale = False
@@ -162,8 +159,8 @@ class Resolver:
                     res = Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryError",
                                      message=f"{type(exc).__name__}: {exc}")
         entry.polls += 1
-        before = _signature(entry.resolution)
-        if _signature(res) != before or entry.resolution is None:
+        changed = _signature(res) != _signature(entry.resolution)
+        if changed:
             entry.resolution = res  # an unchanged answer keeps the time it first appeared
         if res.outcome is RegistryOutcome.UNREACHABLE:
             entry.failures += 1
@@ -175,7 +172,7 @@ class Resolver:
         if entry.stale:
             entry.due = self._clock()
             self._changed.set()
-        if _signature(res) != before:
+        if changed:
             log.info("%s", res.message or f"{rkey.describe()}: {res.reason}")
             for obj in list(entry.intervals):
                 self._wake(obj)
@@ -188,8 +185,7 @@ class Resolver:
             due = [(k, e) for k, e in self._entries.items()
                    if e.due <= now and e.inflight is None and e.intervals]
             for rkey, entry in due:
-                entry.inflight = asyncio.create_task(self._poll(rkey, entry))
-                entry.inflight.add_done_callback(_clear_inflight(entry))
+                self._start(rkey, entry)
             upcoming = [e.due for e in self._entries.values()
                         if e.intervals and e.inflight is None]
             wait = max(0.05, min(upcoming) - self._clock()) if upcoming else 5.0

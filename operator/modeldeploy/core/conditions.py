@@ -40,7 +40,3 @@ def set_condition(
 def get(conditions: list[Condition], type_: str) -> Condition | None:
     return next((c for c in conditions if c.type == type_), None)
 
-
-def is_true(conditions: list[Condition], type_: str) -> bool:
-    cond = get(conditions, type_)
-    return cond is not None and cond.status == "True"

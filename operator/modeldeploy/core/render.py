@@ -144,13 +144,13 @@ def _env(spec: ModelDeploymentSpec, served: ServedVersion) -> list[dict[str, Any
         # Read-only root filesystem: everything MLflow downloads goes to the /tmp emptyDir.
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 - a private emptyDir
     ]
-    reg = served.registry
-    if reg.credentials_secret:
-        for var, key in (("MLFLOW_TRACKING_TOKEN", reg.token_key),
-                         ("MLFLOW_TRACKING_USERNAME", reg.username_key),
-                         ("MLFLOW_TRACKING_PASSWORD", reg.password_key)):
+    creds = served.registry.credentials
+    if creds is not None:
+        for var, key in (("MLFLOW_TRACKING_TOKEN", creds.token_key),
+                         ("MLFLOW_TRACKING_USERNAME", creds.username_key),
+                         ("MLFLOW_TRACKING_PASSWORD", creds.password_key)):
             env.append({"name": var, "valueFrom": {"secretKeyRef": {
-                "name": reg.credentials_secret, "key": key, "optional": True}}})
+                "name": creds.name, "key": key, "optional": True}}})
     for item in spec.serving.env or []:
         entry: dict[str, Any] = {"name": item.name}
         if item.value is not None:
@@ -264,28 +264,27 @@ def render_deployment(owner: Owner, spec: ModelDeploymentSpec, served: ServedVer
                     "metadata": _meta(owner, spec, name, served.version), "spec": dep_spec})
 
 
-def render_version_service(owner: Owner, spec: ModelDeploymentSpec,
-                           version: str) -> dict[str, Any]:
+def _service(owner: Owner, spec: ModelDeploymentSpec, name: str, label_version: str | None,
+             target_version: str) -> dict[str, Any]:
     return _finish({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": _meta(owner, spec, child_name(owner.name, version), version),
-        "spec": {"type": "ClusterIP", "selector": selector(owner, version),
+        "metadata": _meta(owner, spec, name, label_version),
+        "spec": {"type": "ClusterIP", "selector": selector(owner, target_version),
                  "ports": [{"name": "http", "port": 80, "targetPort": "http",
                             "protocol": "TCP"}]},
     })
+
+
+def render_version_service(owner: Owner, spec: ModelDeploymentSpec,
+                           version: str) -> dict[str, Any]:
+    """That version alone: what routes point at."""
+    return _service(owner, spec, child_name(owner.name, version), version, version)
 
 
 def render_stable_service(owner: Owner, spec: ModelDeploymentSpec,
                           stable_version: str) -> dict[str, Any]:
     """The stable entry point; switching versions is switching this selector."""
-    manifest = _finish({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": _meta(owner, spec, child_name(owner.name), None),
-        "spec": {"type": "ClusterIP", "selector": selector(owner, stable_version),
-                 "ports": [{"name": "http", "port": 80, "targetPort": "http",
-                            "protocol": "TCP"}]},
-    })
-    return manifest
+    return _service(owner, spec, child_name(owner.name), None, stable_version)
 
 
 def render_hpa(owner: Owner, spec: ModelDeploymentSpec, version: str) -> dict[str, Any] | None:

@@ -8,9 +8,10 @@ The stable path (until progressive delivery lands) is a rolling switch:
 1. the registry resolves a version that is not the stable one → it becomes ``status.canary``
    and its Deployment/Service are applied next to the stable ones (phase Progressing, or
    Pending for the very first version);
-2. once the canary's Deployment is Available with the current spec, in one plan: traffic moves
-   to it (stable Service selector, HTTPRoute weights), then the old version's children are
-   deleted, and the status names it stable (history: Promoted / Replaced);
+2. once the canary's Deployment is Available with the current spec, one plan moves traffic to
+   it (stable Service selector, HTTPRoute weights) and names it stable (history: Promoted /
+   Replaced); the next plan deletes the old version's children, so the stored status never
+   names a version that is already gone;
 3. if the tracked version moves again mid-switch, the in-flight version is abandoned.
 
 Faults never remove what serves: with an invalid spec, an unknown model or an unreachable
@@ -82,8 +83,7 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
             events.append(Event("Normal", "ModelChanged",
                                 f"version {desired.version} now means {desired.model_uri} "
                                 f"(run {desired.run_id}); updating in place"))
-            stable = Stable(version=desired.version, runId=desired.run_id,
-                            source=desired.source, modelUri=desired.model_uri, since=ts)
+            stable = Stable(**_fields(desired), since=ts)
         if canary is not None and not _same(canary, desired):
             history.insert(0, HistoryEntry(version=canary.version, outcome=Outcome.ABANDONED,
                                            reason=f"tracked version moved to {desired.version}",
@@ -119,7 +119,8 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
 
     next_status = _status(obs, spec, now, stable=stable, canary=canary, history=history)
     events += _transition_events(status.conditions, next_status.conditions)
-    waiting = canary is not None or (stable is not None and not _ready(obs, stable.version))
+    waiting = canary is not None or (
+        stable is not None and _health(obs, stable.version) != "available")
     requeue = PROMOTED_REQUEUE if promoted else (WAIT_REQUEUE if waiting else None)
     return Plan(status=next_status, apply=apply, delete=delete, events=tuple(events),
                 requeue_after=requeue)
@@ -133,9 +134,13 @@ def _same(known: VersionInfo, v: ResolvedVersion) -> bool:
     return (known.version, known.modelUri, known.runId) == (v.version, v.model_uri, v.run_id)
 
 
+def _fields(v: ResolvedVersion) -> dict[str, Any]:
+    """A registry answer as status fields (VersionInfo)."""
+    return {"version": v.version, "runId": v.run_id, "source": v.source, "modelUri": v.model_uri}
+
+
 def _canary(v: ResolvedVersion, ts: str) -> Canary:
-    return Canary(version=v.version, runId=v.run_id, source=v.source, modelUri=v.model_uri,
-                  weight=0, step=0, startedAt=ts)
+    return Canary(**_fields(v), weight=0, step=0, startedAt=ts)
 
 
 def _info(v: VersionInfo) -> dict[str, Any]:
@@ -185,11 +190,6 @@ def _serving(obs: Observed, version: str, desired: list[dict[str, Any]]) -> bool
         and dep.available
 
 
-def _ready(obs: Observed, version: str) -> bool:
-    dep = obs.deployment(version)
-    return dep is not None and dep.available
-
-
 def _health(obs: Observed, version: str) -> str:
     """available: every replica Ready; partial: some Ready while the Deployment rolls or
     scales (the old pods keep serving); down: none Ready, or the rollout is stuck."""
@@ -204,7 +204,7 @@ def _health(obs: Observed, version: str) -> str:
 def _deletions(obs: Observed, stable: Stable | None,
                desired: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
     """Children nobody wants any more, but only once a Ready stable version exists."""
-    if stable is None or not _ready(obs, stable.version):
+    if stable is None or _health(obs, stable.version) != "available":
         return ()
     keep = {_key(m) for m in desired}
     return tuple(sorted((c.kind, c.name) for c in obs.children if (c.kind, c.name) not in keep))
@@ -233,11 +233,12 @@ def _status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
     canary_dep = obs.deployment(canary.version) if canary else None
     stuck = canary_dep is not None and canary_dep.deadline_exceeded
     health = _health(obs, stable.version) if stable is not None else "down"
+    stable_count = f"{_replicas(obs.deployment(stable.version))} ready" if stable else ""
     if res.outcome is RegistryOutcome.NOT_FOUND:
         cond(ConditionType.DEGRADED, True, res.reason, _keeps_serving(res.message, stable))
     elif stable is not None and health == "down":
         cond(ConditionType.DEGRADED, True, "ReplicasNotReady",
-             f"version {stable.version}: {_replicas(obs.deployment(stable.version))} ready")
+             f"version {stable.version}: {stable_count}")
     elif stuck and canary is not None:
         cond(ConditionType.DEGRADED, True, "ProgressDeadlineExceeded",
              _keeps_serving(f"version {canary.version} did not become Available in time "
@@ -250,7 +251,7 @@ def _status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
              f"bringing up version {canary.version}: {_replicas(canary_dep)} ready")
     elif stable is not None and health == "partial":
         cond(ConditionType.PROGRESSING, True, "ReplicasUpdating",
-             f"version {stable.version}: {_replicas(obs.deployment(stable.version))} ready")
+             f"version {stable.version}: {stable_count}")
     else:
         cond(ConditionType.PROGRESSING, False, "Idle" if stable else "NoVersion", "")
 
@@ -258,11 +259,10 @@ def _status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
         cond(ConditionType.READY, False, res.reason, _keeps_serving(res.message, stable))
     elif stable is not None and health != "down":
         cond(ConditionType.READY, True, "Serving",
-             f"version {stable.version} serving, "
-             f"{_replicas(obs.deployment(stable.version))} ready")
+             f"version {stable.version} serving, {stable_count}")
     elif stable is not None:
         cond(ConditionType.READY, False, "ReplicasNotReady",
-             f"version {stable.version}: {_replicas(obs.deployment(stable.version))} ready")
+             f"version {stable.version}: {stable_count}")
     else:
         cond(ConditionType.READY, False, "NoVersionServing",
              "waiting for the first version" if canary else (res.message or "no version yet"))
@@ -282,11 +282,9 @@ def _resolved(known: Resolved | None, v: ResolvedVersion | None,
     """The registry's latest answer; ``at`` is when that answer first appeared."""
     if v is None:
         return known
-    if known is not None and (known.version, known.runId, known.source, known.modelUri) == (
-            v.version, v.run_id, v.source, v.model_uri):
+    if known is not None and _same(known, v) and known.source == v.source:
         return known
-    return Resolved(version=v.version, runId=v.run_id, source=v.source, modelUri=v.model_uri,
-                    at=timestamp(at) if at else None)
+    return Resolved(**_fields(v), at=timestamp(at) if at else None)
 
 
 def _phase(outcome: RegistryOutcome, *, stable: Stable | None, canary: Canary | None,

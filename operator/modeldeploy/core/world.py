@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -40,16 +40,23 @@ class Resolution:
 
 
 @dataclass(frozen=True)
+class SecretRef:
+    """A registry credentials Secret and the key names inside it (names, not values)."""
+
+    namespace: str
+    name: str
+    token_key: str = "token"  # noqa: S105
+    username_key: str = "username"
+    password_key: str = "password"  # noqa: S105
+
+
+@dataclass(frozen=True)
 class RegistryTarget:
     """Where the registry is and how pods authenticate to it (for rendering)."""
 
     tracking_uri: str
     registry_uri: str
-    credentials_secret: str | None = None
-    # Key names inside that Secret (names, not secret values).
-    token_key: str = "token"  # noqa: S105
-    username_key: str = "username"
-    password_key: str = "password"  # noqa: S105
+    credentials: SecretRef | None = None
 
 
 @dataclass(frozen=True)
@@ -106,4 +113,3 @@ class Plan:
     delete: tuple[tuple[str, str], ...] = ()  # (kind, name), after every apply
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
-    notes: tuple[str, ...] = field(default=())
