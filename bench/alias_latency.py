@@ -25,10 +25,11 @@ from kubernetes import client
 from mlflow import MlflowClient
 from mlflow.entities.webhook import WebhookEvent
 
-from bench.common import kubectl, stack_with_operator
+from bench.common import stack_with_operator
+from devstack.operator_process import WEBHOOK_SECRET
+from devstack.seed import seed_model
+from devstack.stack import kubectl
 from tests.support.mdep import manifest, serving, wait_status
-from tests.support.operator import WEBHOOK_SECRET
-from tests.support.stackclient import seed_model
 
 
 def moves(custom: client.CustomObjectsApi, ml: MlflowClient, *,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,14 +10,10 @@ from pathlib import Path
 from kubernetes import client, config
 
 from devstack import stack as devstack
-from tests.support.operator import OperatorProcess
+from devstack.operator_process import OperatorProcess
+from devstack.stack import kubectl
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def kubectl(info: devstack.StackInfo, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run([info.kubectl, "--kubeconfig", info.kubeconfig, *args], input=stdin,
-                          text=True, check=True, capture_output=True).stdout
 
 
 @contextlib.contextmanager

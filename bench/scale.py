@@ -23,12 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubernetes import client
 
-from bench.common import kubectl, stack_with_operator
+from bench.common import stack_with_operator
 from bench.stack_start import group_rss_mib
 from devstack import procs
 from devstack import stack as devstack
-from tests.support.operator import OperatorProcess
-from tests.support.stackclient import seed_model
+from devstack.operator_process import OperatorProcess
+from devstack.seed import seed_model
+from devstack.stack import kubectl
 
 NAMESPACES = 10
 

@@ -12,59 +12,23 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from devstack import build, procs, stack
-from devstack.ports import free_port
+from mlflow import MlflowClient
+from mlflow.entities.webhook import WebhookEvent
+
+from devstack import stack
+from devstack.operator_process import WEBHOOK_SECRET, OperatorProcess
+from devstack.seed import seed_model
+from devstack.stack import kubectl
 
 NAMESPACE = "modeldeploy-demo"
 MODEL = "fraud-scorer"
 REPO = Path(__file__).resolve().parent.parent
-WEBHOOK_SECRET = "demo-webhook-secret"  # noqa: S105 - a throwaway local demo value
-
-
-def _kubectl(info: stack.StackInfo, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run([info.kubectl, "--kubeconfig", info.kubeconfig, *args], input=stdin,
-                          text=True, capture_output=True, check=True).stdout
-
-
-def _seed(info: stack.StackInfo, *extra: str) -> dict[str, str]:
-    python = build.mlflow_venv_dir() / "bin" / "python"
-    out = subprocess.run([str(python), str(REPO / "devstack" / "mlflow_seed.py"),
-                          "--tracking-uri", info.mlflow_tracking_uri, "--name", MODEL, *extra],
-                         capture_output=True, text=True, check=True).stdout
-    return dict(json.loads(out.strip().splitlines()[-1]))
-
-
-def _mlflow(info: stack.StackInfo, script: str) -> None:
-    python = build.mlflow_venv_dir() / "bin" / "python"
-    subprocess.run([str(python), "-c", "from mlflow import MlflowClient\n"
-                    f"c = MlflowClient(tracking_uri={info.mlflow_tracking_uri!r}, "
-                    f"registry_uri={info.mlflow_tracking_uri!r})\n" + script],
-                   check=True, capture_output=True)
-
-
-def _start_operator(info: stack.StackInfo) -> int:
-    state = Path(info.state)
-    procs.stop(state, "operator")
-    port, live = free_port(), free_port()
-    env = dict(os.environ, KUBECONFIG=info.kubeconfig,
-               MODELDEPLOY_DEFAULT_TRACKING_URI=info.mlflow_tracking_uri,
-               MODELDEPLOY_WEBHOOK_SECRET=WEBHOOK_SECRET, MODELDEPLOY_WEBHOOK_HOST="127.0.0.1",
-               MODELDEPLOY_WEBHOOK_PORT=str(port))
-    proc = procs.start("operator", [
-        str(Path(sys.executable).parent / "kopf"), "run", "--standalone", "--all-namespaces",
-        f"--liveness=http://127.0.0.1:{live}/healthz", "-m", "modeldeploy.handlers",
-    ], state=state, env=env, cwd=REPO)
-    procs.wait_until("operator liveness", lambda: procs.http_ok(
-        f"http://127.0.0.1:{live}/healthz"), timeout=60, proc=proc)
-    return port
 
 
 def _rates(info: stack.StackInfo) -> dict[str, float]:
@@ -78,7 +42,7 @@ def _rates(info: stack.StackInfo) -> dict[str, float]:
 def _show(info: stack.StackInfo, seconds: float, until: str | None = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        st = json.loads(_kubectl(info, "-n", NAMESPACE, "get", "mdep", MODEL, "-o", "json")
+        st = json.loads(kubectl(info, "-n", NAMESPACE, "get", "mdep", MODEL, "-o", "json")
                         ).get("status") or {}
         row = [st.get("selector") or "", (st.get("stable") or {}).get("version", ""),
                (st.get("canary") or {}).get("version", ""), st.get("phase") or ""]
@@ -96,24 +60,27 @@ def main() -> int:
         return 1
     print(f"\nKubernetes {info.kubernetes_version}: real control plane, kwok nodes")
     print(f"MLflow {info.mlflow_tracking_uri}   Prometheus {info.prometheus_url}\n")
-    _kubectl(info, "apply", "--server-side", "--force-conflicts", "-f",
-             str(REPO / "crds" / "modeldeployment.yaml"))
-    _kubectl(info, "wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io")
-    port = _start_operator(info)
+    kubectl(info, "apply", "--server-side", "--force-conflicts", "-f",
+            str(REPO / "crds" / "modeldeployment.yaml"))
+    kubectl(info, "wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io")
+    operator = OperatorProcess.create(info, Path(info.state))  # make cluster-down stops it
+    operator.stop()
+    operator.start()
     print(f"operator running (log: {info.state}/logs/operator.log)")
-    _mlflow(info, "from mlflow.entities.webhook import WebhookEvent\n"
-            "names = [w.name for w in c.list_webhooks()]\n"
-            "if 'modeldeploy-demo' not in names:\n"
-            "    c.create_webhook(name='modeldeploy-demo', "
-            f"url='http://127.0.0.1:{port}/webhooks/mlflow', "
-            "events=[WebhookEvent('model_version_alias', 'created')], "
-            f"secret={WEBHOOK_SECRET!r})\n")
+    mlflow = MlflowClient(tracking_uri=info.mlflow_tracking_uri,
+                          registry_uri=info.mlflow_tracking_uri)
+    for hook in mlflow.list_webhooks():  # a previous demo's webhook names an old port
+        if hook.name == "modeldeploy-demo":
+            mlflow.delete_webhook(hook.webhook_id)
+    mlflow.create_webhook(name="modeldeploy-demo", url=operator.webhook_url,
+                          events=[WebhookEvent("model_version_alias", "created")],
+                          secret=WEBHOOK_SECRET)
     print(f"registering two versions of {MODEL} in MLflow ...")
-    v1 = _seed(info, "--alias", "champion", "--metric", "rmse=0.31")
-    v2 = _seed(info, "--metric", "rmse=0.29", "--bias", "1")
-    _kubectl(info, "apply", "-f", "-", stdin=json.dumps(
+    v1 = seed_model(info, name=MODEL, alias="champion", metrics={"rmse": 0.31})
+    v2 = seed_model(info, name=MODEL, metrics={"rmse": 0.29}, bias=1.0)
+    kubectl(info, "apply", "-f", "-", stdin=json.dumps(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))
-    _kubectl(info, "apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps({
+    kubectl(info, "apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps({
         "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
         "metadata": {"name": MODEL},
         "spec": {"model": {"name": MODEL, "alias": "champion"}, "serving": {"replicas": 3},
@@ -125,10 +92,10 @@ def main() -> int:
     _show(info, 4)
     print(f"\nmoving champion to version {v2['version']} in MLflow (the webhook tells the "
           "operator at once) ...")
-    _mlflow(info, f"c.set_registered_model_alias({MODEL!r}, 'champion', {v2['version']!r})")
+    mlflow.set_registered_model_alias(MODEL, "champion", v2["version"])
     _show(info, 12)
     print("\nevents:")
-    print(_kubectl(info, "-n", NAMESPACE, "get", "events", "--field-selector",
+    print(kubectl(info, "-n", NAMESPACE, "get", "events", "--field-selector",
                    f"involvedObject.name={MODEL},involvedObject.kind=ModelDeployment",
                    "--sort-by=.eventTime", "-o",
                    "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -52,6 +53,12 @@ class StackInfo:
             "KUBECTL": self.kubectl,
             "HELM": self.helm,
         }
+
+
+def kubectl(info: StackInfo, *args: str, stdin: str | None = None) -> str:
+    """Run the stack's kubectl against it; CalledProcessError (with stderr) on failure."""
+    return subprocess.run([info.kubectl, "--kubeconfig", info.kubeconfig, *args], input=stdin,
+                          text=True, capture_output=True, check=True).stdout
 
 
 def info_path(state: Path | None = None) -> Path:

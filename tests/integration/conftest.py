@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from devstack import procs
 from devstack import stack as devstack
+from devstack.operator_process import OperatorProcess
 from devstack.stack import StackInfo
-from tests.support.operator import OperatorProcess
 from tests.support.stackclient import Prometheus, Traffic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,6 +56,9 @@ def crd(stack: StackInfo) -> None:
 def operator(stack: StackInfo, crd: None,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """The operator under test, a real `kopf run` process for the whole session."""
+    # A reused stack may still run the operator `make demo` started: two operators would
+    # both reconcile (and both post events).
+    procs.stop(Path(stack.state), "operator")
     proc = OperatorProcess.create(stack, tmp_path_factory.mktemp("operator"))
     proc.start()
     try:

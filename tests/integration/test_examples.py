@@ -10,10 +10,10 @@ import pytest
 import yaml
 from kubernetes import client
 
+from devstack.seed import seed_model
 from devstack.stack import StackInfo
 from tests.integration.conftest import Kubectl
 from tests.support.mdep import serving, wait_status
-from tests.support.stackclient import seed_model
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 pytestmark = pytest.mark.usefixtures("operator")

@@ -20,6 +20,8 @@ from kubernetes import client
 from mlflow import MlflowClient
 
 from devstack import build, procs, services
+from devstack.operator_process import WEBHOOK_SECRET, OperatorProcess
+from devstack.seed import seed_model
 from devstack.stack import StackInfo
 from tests.integration.conftest import Kubectl
 from tests.support.mdep import (
@@ -31,8 +33,6 @@ from tests.support.mdep import (
     stable_version,
     wait_status,
 )
-from tests.support.operator import WEBHOOK_SECRET, OperatorProcess
-from tests.support.stackclient import seed_model
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.usefixtures("operator")

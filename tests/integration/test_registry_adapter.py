@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
+from devstack.seed import seed_model
 from devstack.stack import StackInfo
 from modeldeploy.adapters.registry import Registry, ResolveKey
 from modeldeploy.core.world import RegistryOutcome
-from tests.support.stackclient import seed_model
 
 
 def key(stack: StackInfo, model: str, kind: str, value: str = "") -> ResolveKey:

@@ -16,9 +16,10 @@ from mlflow import MlflowClient
 
 from devstack import versions
 from devstack.kwok_stages import FAIL_LABEL, FAIL_VALUE
+from devstack.seed import seed_model
 from devstack.stack import StackInfo
 from tests.integration.conftest import Kubectl, condition
-from tests.support.stackclient import Prometheus, Traffic, seed_model
+from tests.support.stackclient import Prometheus, Traffic
 from tests.support.wait import eventually
 
 RESTRICTED_CONTAINER = {

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from devstack import versions
-from devstack.paths import cache_dir
-from devstack.stack import StackInfo
-
-SEED_SCRIPT = Path(__file__).resolve().parents[2] / "devstack" / "mlflow_seed.py"
 
 
 def _request(method: str, url: str, body: Any = None) -> Any:
@@ -57,21 +49,3 @@ class Traffic:
 
     def state(self) -> Any:
         return _request("GET", f"{self.url}/state")
-
-
-def seed_model(stack: StackInfo, *, name: str, alias: str | None = None,
-               metrics: dict[str, float] | None = None, bias: float = 0.0,
-               stage: str | None = None) -> dict[str, Any]:
-    """Log and register a pyfunc version with the MLflow server's own (full mlflow) venv."""
-    python = cache_dir() / "venv" / f"mlflow-{versions.MLFLOW_SERVER}" / "bin" / "python"
-    argv = [str(python), str(SEED_SCRIPT), "--tracking-uri", stack.mlflow_tracking_uri,
-            "--name", name, "--bias", str(bias)]
-    if alias:
-        argv += ["--alias", alias]
-    if stage:
-        argv += ["--stage", stage]
-    for key, value in (metrics or {}).items():
-        argv += ["--metric", f"{key}={value}"]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, f"seeding {name} failed:\n{out.stderr[-3000:]}"
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))

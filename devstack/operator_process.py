@@ -1,4 +1,8 @@
-"""Run the operator under test as a real process (``kopf run``) against the local stack."""
+"""Run the operator as a real process (``kopf run``) against the local stack.
+
+Used by the integration tests, the benchmarks and `make demo`. Started with the stack's state
+directory, it is stopped by `make cluster-down` like every other stack process.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from devstack import procs
 from devstack.ports import free_port
 from devstack.stack import StackInfo
 
-WEBHOOK_SECRET = "integration-webhook-secret"
+#: Shared by the local operator and the MLflow webhooks tests and the demo register.
+WEBHOOK_SECRET = "local-stack-webhook-secret"  # noqa: S105 - loopback test value
 
 
 @dataclass
@@ -44,7 +49,7 @@ class OperatorProcess:
             str(kopf), "run", "--standalone", "--all-namespaces",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
             "-m", "modeldeploy.handlers",
-        ], state=self.state, env=self.env())
+        ], state=self.state, env=self.env(), cwd=Path(__file__).resolve().parent.parent)
         procs.wait_until("operator liveness", lambda: procs.http_ok(
             f"http://127.0.0.1:{self.liveness_port}/healthz"), timeout=60, proc=self.proc)
         procs.wait_until("operator webhook receiver", lambda: procs.http_ok(
