@@ -27,7 +27,7 @@ from mlflow.entities.webhook import WebhookEvent
 
 from bench.common import stack_with_operator
 from devstack.operator_process import WEBHOOK_SECRET
-from devstack.seed import seed_model
+from devstack.seed import mlflow_client, seed_model
 from devstack.stack import kubectl
 from tests.support.mdep import manifest, serving, wait_status
 
@@ -62,8 +62,7 @@ def main() -> None:
 
     hook = None
     with stack_with_operator() as (info, op, custom):
-        ml = MlflowClient(tracking_uri=info.mlflow_tracking_uri,
-                          registry_uri=info.mlflow_tracking_uri)
+        ml = mlflow_client(info)
         ns = f"bench-{uuid.uuid4().hex[:6]}"
         model = f"bench-{ns}"
         try:

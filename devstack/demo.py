@@ -18,12 +18,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from mlflow import MlflowClient
 from mlflow.entities.webhook import WebhookEvent
 
 from devstack import stack
 from devstack.operator_process import WEBHOOK_SECRET, OperatorProcess
-from devstack.seed import seed_model
+from devstack.seed import mlflow_client, seed_model
 from devstack.stack import kubectl
 
 NAMESPACE = "modeldeploy-demo"
@@ -67,8 +66,7 @@ def main() -> int:
     operator.stop()
     operator.start()
     print(f"operator running (log: {info.state}/logs/operator.log)")
-    mlflow = MlflowClient(tracking_uri=info.mlflow_tracking_uri,
-                          registry_uri=info.mlflow_tracking_uri)
+    mlflow = mlflow_client(info)
     for hook in mlflow.list_webhooks():  # a previous demo's webhook names an old port
         if hook.name == "modeldeploy-demo":
             mlflow.delete_webhook(hook.webhook_id)

@@ -32,7 +32,8 @@ class OperatorProcess:
         return f"http://127.0.0.1:{self.webhook_port}/webhooks/mlflow"
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # MLflow's HTTP settings are the operator's own (as in a cluster), not the harness's.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_")}
         env.update({
             "KUBECONFIG": self.stack.kubeconfig,
             "MODELDEPLOY_DEFAULT_TRACKING_URI": self.stack.mlflow_tracking_uri,

@@ -7,14 +7,34 @@ The registration runs ``mlflow_seed.py`` with the MLflow server's own virtualenv
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devstack.build import mlflow_venv_dir
 from devstack.stack import StackInfo
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 SEED_SCRIPT = Path(__file__).resolve().parent / "mlflow_seed.py"
+
+#: MLflow's HTTP retries for the harness's own calls (tests, benches, the demo). The MLflow
+#: server (uvicorn) closes idle keep-alive connections after 5 s; a call that reuses one at
+#: that instant fails with "Remote end closed connection without response" unless retried.
+#: The operator process is not affected: it sets its own policy (see OperatorProcess.env).
+HARNESS_HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+                        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def mlflow_client(stack: StackInfo) -> MlflowClient:
+    """An MLflow client on the stack's server, as a data scientist's script would use."""
+    from mlflow import MlflowClient
+
+    os.environ.update(HARNESS_HTTP_RETRIES)  # read by MLflow at each call
+    return MlflowClient(tracking_uri=stack.mlflow_tracking_uri,
+                        registry_uri=stack.mlflow_tracking_uri)
 
 
 def seed_model(stack: StackInfo, *, name: str, alias: str | None = None,

@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from devstack import build, procs, services
 from devstack.operator_process import WEBHOOK_SECRET, OperatorProcess
-from devstack.seed import seed_model
+from devstack.seed import mlflow_client, seed_model
 from devstack.stack import StackInfo
 from tests.integration.conftest import Kubectl
 from tests.support.mdep import (
@@ -39,8 +39,7 @@ pytestmark = pytest.mark.usefixtures("operator")
 
 
 def mlflow(stack: StackInfo) -> MlflowClient:
-    return MlflowClient(tracking_uri=stack.mlflow_tracking_uri,
-                        registry_uri=stack.mlflow_tracking_uri)
+    return mlflow_client(stack)
 
 
 def spec(model_name: str, *, poll: str = "2s", replicas: int = 2,

@@ -11,6 +11,14 @@ from devstack.seed import seed_model
 from devstack.stack import StackInfo
 from modeldeploy.adapters.registry import Registry, ResolveKey
 from modeldeploy.core.world import RegistryOutcome
+from tests.support.dropproxy import drop_proxy
+
+
+@pytest.fixture(autouse=True)
+def _operator_http_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's own HTTP retries as the operator process runs them (none: it retries itself),
+    whatever the test harness configured for its own MLflow calls."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 
 
 def key(stack: StackInfo, model: str, kind: str, value: str = "") -> ResolveKey:
@@ -73,3 +81,31 @@ def test_an_unreachable_registry_is_an_answer_not_an_exception() -> None:
         ResolveKey("http://127.0.0.1:9", "http://127.0.0.1:9", "m", "alias", "a"), None))
     assert res.outcome is RegistryOutcome.UNREACHABLE
     assert res.reason == "RegistryUnreachable" and "127.0.0.1:9" in res.message
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def test_a_dropped_connection_is_retried_not_reported_as_an_outage(stack: StackInfo) -> None:
+    """A server closing a keep-alive connection as it is reused must not flip the registry to
+    unreachable (this flaked CI once, in a test's own MLflow call)."""
+    model = f"adapter-drop-{uuid.uuid4().hex[:6]}"
+    seeded = seed_model(stack, name=model, alias="champion")
+    registry = Registry(timeout=10)
+
+    with drop_proxy(_port(stack.mlflow_tracking_uri), drop=1) as proxy:
+        url = f"http://127.0.0.1:{proxy.port}"
+        res = asyncio.run(registry.resolve(
+            ResolveKey(url, url, model, "alias", "champion"), None))
+        assert proxy.dropped == 1 and proxy.connections >= 2
+    assert (res.outcome, res.reason) == (RegistryOutcome.OK, "Resolved"), res.message
+    assert res.version is not None and res.version.run_id == seeded["run_id"]
+
+    with drop_proxy(_port(stack.mlflow_tracking_uri), drop=-1) as proxy:
+        url = f"http://127.0.0.1:{proxy.port}"
+        res = asyncio.run(registry.resolve(
+            ResolveKey(url, url, model, "alias", "champion"), None))
+        assert proxy.dropped == 2, "one retry, not more"
+    assert (res.outcome, res.reason) == (RegistryOutcome.UNREACHABLE, "RegistryUnreachable")
+    assert "without response" in res.message, res.message

@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from mlflow import MlflowClient
 
 from devstack import versions
 from devstack.kwok_stages import FAIL_LABEL, FAIL_VALUE
-from devstack.seed import seed_model
+from devstack.seed import mlflow_client, seed_model
 from devstack.stack import StackInfo
 from tests.integration.conftest import Kubectl, condition
 from tests.support.stackclient import Prometheus, Traffic
@@ -141,8 +140,7 @@ def test_mlflow_registered_model_resolves_by_alias(stack: StackInfo) -> None:
     second = seed_model(stack, name="smoke-scorer", metrics={"rmse": 0.3}, bias=1.0)
 
     # Resolve with mlflow-skinny's client, explicitly configured, as the operator will.
-    mlflow = MlflowClient(tracking_uri=stack.mlflow_tracking_uri,
-                          registry_uri=stack.mlflow_tracking_uri)
+    mlflow = mlflow_client(stack)
     mv = mlflow.get_model_version_by_alias("smoke-scorer", "champion")
     assert mv.version == first["version"]
     assert mv.run_id == first["run_id"]

@@ -19,10 +19,12 @@ import datetime as dt
 import json
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+import requests
 import yaml
 
 from modeldeploy.core.world import RegistryOutcome, Resolution, ResolvedVersion, SecretRef
@@ -37,6 +39,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.model_registry.rest_store import RestStore as RegistryStore
 from mlflow.store.tracking.rest_store import RestStore as TrackingStore
 from mlflow.utils.rest_utils import MlflowHostCreds, http_request
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ class _Client:
     def resolve(self, key: ResolveKey) -> Resolution:
         now = dt.datetime.now(dt.UTC)
         try:
-            mv = self._find(key)
+            mv = _once_more_if_dropped(lambda: self._find(key))
         except _NotFoundError as missing:
             return Resolution(outcome=RegistryOutcome.NOT_FOUND, reason=missing.reason,
                               message=str(missing), at=now)
@@ -161,6 +165,9 @@ class _Client:
             raise
 
     def details(self, run_id: str | None, source: str | None) -> VersionDetails:
+        return _once_more_if_dropped(lambda: self._details(run_id, source))
+
+    def _details(self, run_id: str | None, source: str | None) -> VersionDetails:
         metrics = dict(self.tracking.get_run(run_id).data.metrics) if run_id else {}
         signature, example = None, None
         model_id = source.removeprefix("models:/") if source and \
@@ -185,6 +192,30 @@ class _Client:
         resp = http_request(self._tracking_creds,
                             f"/api/2.0/mlflow-artifacts/artifacts/{path}/{name}", "GET")
         return resp.text if resp.status_code == 200 else None
+
+
+def dropped_connection(exc: BaseException) -> bool:
+    """True when a request failed because the connection broke before an answer came, e.g.
+    the server closed an idle keep-alive connection just as it was reused (uvicorn does so
+    after 5 s, load balancers after their idle timeout). MLflow wraps the requests error in
+    an ``MlflowException`` without ``from``, so it is found as the exception's context.
+    Timeouts are not drops: retrying them would only double the wait."""
+    cause = exc.__cause__ or exc.__context__
+    candidates = (exc, cause) if cause is not None else (exc,)
+    return any(isinstance(e, requests.exceptions.ConnectionError)
+               and not isinstance(e, requests.exceptions.Timeout) for e in candidates)
+
+
+def _once_more_if_dropped(call: Callable[[], T]) -> T:
+    """Run ``call``; if the connection dropped, run it once more at once (on a new
+    connection: the pool discards the broken one). Every call here is a read, so repeating it
+    is safe. A registry that is really down fails the second try as fast as the first."""
+    try:
+        return call()
+    except (MlflowException, OSError) as exc:
+        if not dropped_connection(exc):
+            raise
+        return call()
 
 
 class _NotFoundError(Exception):

@@ -1,0 +1,77 @@
+"""A loopback TCP proxy that hangs up on some connections before answering.
+
+It reproduces what a client sees when a server closes an idle keep-alive connection just as the
+client reuses it (``RemoteDisconnected: Remote end closed connection without response``): the
+request is read in full, then the socket is closed with no response. The first ``drop``
+connections are treated so; later ones are forwarded to the real server untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+class DropProxy:
+    def __init__(self, upstream_port: int, *, drop: int) -> None:
+        self.upstream_port = upstream_port
+        self.remaining_drops = drop
+        self.connections = 0
+        self.dropped = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            if self.remaining_drops != 0:
+                self.remaining_drops -= 1
+                self.dropped += 1
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):
+                    conn.recv(65536)  # the request arrives; no answer ever leaves
+                conn.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+            upstream.settimeout(None)
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+@contextmanager
+def drop_proxy(upstream_port: int, *, drop: int) -> Iterator[DropProxy]:
+    """``drop`` < 0 drops every connection."""
+    proxy = DropProxy(upstream_port, drop=drop)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
