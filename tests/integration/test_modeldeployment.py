@@ -127,6 +127,26 @@ def test_alias_move_is_followed_by_polling(
     assert reasons == ["NewVersion", "Promoted", "NewVersion", "Promoted"]
 
 
+def test_version_latest_follows_each_new_registration(
+    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+    apps: client.AppsV1Api, namespace: str,
+) -> None:
+    model = f"fraud-{namespace}"
+    seed_model(stack, name=model)
+    body = spec(model)
+    body["model"] = {"name": model, "version": "latest", "pollInterval": "2s"}
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", body))
+    st = wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    assert st["selector"] == "latest"
+
+    v2 = seed_model(stack, name=model, bias=1.0)  # no alias moves: a new version is enough
+    st = wait_status(custom, namespace, "scorer", serving("2"), timeout=60,
+                     what="version 2 Stable after it was registered")
+    assert st["stable"]["runId"] == v2["run_id"]
+    eventually(lambda: set(deployments(apps, namespace)) == {"scorer-v2"}, timeout=30,
+               what="version 1's Deployment removed")
+
+
 @pytest.fixture()
 def mlflow_webhook(stack: StackInfo, operator: OperatorProcess) -> Any:
     from mlflow.entities.webhook import WebhookEvent
@@ -275,23 +295,26 @@ def test_registry_outage_flips_a_condition_and_touches_nothing(
 
 INVALID = [
     ({"model": {"name": "m", "alias": "a", "version": "3"}},
-     "spec.model: Invalid value", "at most one of alias, stage and version"),
-    ({"model": {"name": "m"}, "serving": {"replicas": -1}},
+     "spec.model: Invalid value", "exactly one of alias, stage and version"),
+    ({"model": {"name": "m"}}, "spec.model: Invalid value", "exactly one of alias, stage"),
+    ({"model": {"name": "m", "version": "newest"}}, "spec.model.version", "should match"),
+    ({"model": {"name": "m", "alias": "a"}, "serving": {"replicas": -1}},
      "spec.serving.replicas", "greater than or equal to 0"),
-    ({"model": {"name": "m"}, "serving": {"runtime": "custom"}},
+    ({"model": {"name": "m", "alias": "a"}, "serving": {"runtime": "custom"}},
      "spec.serving.image", "runtime custom needs an image"),
-    ({"model": {"name": "m"}, "serving": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}},
+    ({"model": {"name": "m", "alias": "a"},
+      "serving": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}},
      "spec.serving.autoscaling.minReplicas", "must not exceed maxReplicas"),
-    ({"model": {"name": "m", "pollInterval": "5 minutes"}},
+    ({"model": {"name": "m", "alias": "a", "pollInterval": "5 minutes"}},
      "spec.model.pollInterval", "should match"),
-    ({"model": {"name": "m"}, "rollout": {"steps": [{"weight": 50}, {"weight": 10}]}},
+    ({"model": {"name": "m", "alias": "a"}, "rollout": {"steps": [{"weight": 50}, {"weight": 10}]}},
      "spec.rollout.steps", "strictly increasing"),
-    ({"model": {"name": "m"}, "rollout": {"steps": [{"weight": 0}]}},
+    ({"model": {"name": "m", "alias": "a"}, "rollout": {"steps": [{"weight": 0}]}},
      "spec.rollout.steps[0].weight", "greater than or equal to 1"),
-    ({"model": {"name": "m"}, "traffic": {"router": "gatewayAPI"}},
+    ({"model": {"name": "m", "alias": "a"}, "traffic": {"router": "gatewayAPI"}},
      "spec.traffic.gatewayAPI", "needs the gatewayAPI section"),
     ({"model": {"name": "m", "stage": "Prod"}}, "spec.model.stage", "Unsupported value"),
-    ({"model": {"name": "m"}, "serving": {"replicaz": 2}}, "spec.serving.replicaz",
+    ({"model": {"name": "m", "alias": "a"}, "serving": {"replicaz": 2}}, "spec.serving.replicaz",
      "unknown field"),
     ({"serving": {"replicas": 1}}, "spec.model", "Required value"),
 ]

@@ -22,8 +22,8 @@ def spec(**overrides: Any) -> dict[str, Any]:
 
 
 def test_minimal_spec_gets_defaults() -> None:
-    s = ModelDeploymentSpec.model_validate({"model": {"name": "m"}})
-    assert s.model.selector() == ("latest", "")
+    s = ModelDeploymentSpec.model_validate({"model": {"name": "m", "alias": "champion"}})
+    assert s.model.selector() == ("alias", "champion")
     assert s.model.pollInterval == "30s"
     assert s.serving.runtime is Runtime.MLFLOW
     assert (s.serving.replicas, s.serving.port) == (1, 8080)
@@ -35,7 +35,7 @@ def test_minimal_spec_gets_defaults() -> None:
         ({"name": "m", "alias": "champion"}, ("alias", "champion")),
         ({"name": "m", "stage": "Production"}, ("stage", "Production")),
         ({"name": "m", "version": "12"}, ("version", "12")),
-        ({"name": "m"}, ("latest", "")),
+        ({"name": "m", "version": "latest"}, ("latest", "")),
     ],
 )
 def test_selector(model: dict[str, Any], selector: tuple[str, str]) -> None:
@@ -44,14 +44,16 @@ def test_selector(model: dict[str, Any], selector: tuple[str, str]) -> None:
 
 INVALID = [
     ("two selectors", spec(model={"name": "m", "alias": "a", "version": "3"}),
-     "at most one of alias, stage and version"),
+     "exactly one of alias, stage and version"),
+    ("no selector", spec(model={"name": "m"}), "exactly one of alias, stage and version"),
     ("unknown stage", spec(model={"name": "m", "stage": "Prod"}), "stage"),
     ("version not a number", spec(model={"name": "m", "version": "v3"}), "version"),
     ("negative replicas", spec(serving={"replicas": -1}), "replicas"),
     ("custom without image", spec(serving={"runtime": "custom"}), "custom needs an image"),
     ("autoscaling bounds", spec(serving={"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}),
      "minReplicas must not exceed maxReplicas"),
-    ("bad duration", spec(model={"name": "m", "pollInterval": "5 minutes"}), "pollInterval"),
+    ("bad duration", spec(model={"name": "m", "alias": "a", "pollInterval": "5 minutes"}),
+     "pollInterval"),
     ("weights not increasing", spec(rollout={"steps": [{"weight": 50}, {"weight": 10}]}),
      "strictly increasing"),
     ("weights repeated", spec(rollout={"steps": [{"weight": 10}, {"weight": 10}]}),
@@ -63,7 +65,7 @@ INVALID = [
      spec(rollout={"analysis": {"metrics": [{"name": "e", "template": "t", "query": "q"}]}}),
      "exactly one of template and query"),
     ("unknown field", spec(serving={"replicaz": 2}), "replicaz"),
-    ("http-only tracking uri", spec(model={"name": "m", "registry": {"trackingUri": "ftp://x"}}),
+    ("http-only tracking uri", spec(model={"name": "m", "alias": "a", "registry": {"trackingUri": "ftp://x"}}),
      "trackingUri"),
 ]
 

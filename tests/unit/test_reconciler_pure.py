@@ -13,7 +13,7 @@ from modeldeploy.core.world import SecretRef
 
 
 def spec(**model: Any) -> ModelDeploymentSpec:
-    return ModelDeploymentSpec.model_validate({"model": {"name": "m", **model}})
+    return ModelDeploymentSpec.model_validate({"model": {"name": "m", "alias": "a", **model}})
 
 
 def test_default_registry_comes_from_the_operator() -> None:
@@ -57,6 +57,6 @@ def test_allow_list_from_environment() -> None:
 
 
 def test_spec_errors_name_the_field() -> None:
-    parsed, error = parse_spec({"model": {"name": "m"}, "serving": {"replicas": -1}})
+    parsed, error = parse_spec({"model": {"name": "m", "alias": "a"}, "serving": {"replicas": -1}})
     assert parsed is None and error is not None
     assert error.startswith("spec.serving.replicas:")

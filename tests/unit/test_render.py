@@ -80,7 +80,7 @@ def test_custom_runtime_templates_command_args_and_env() -> None:
 
 def test_autoscaling_leaves_replicas_to_the_hpa() -> None:
     spec = ModelDeploymentSpec.model_validate(
-        {"model": {"name": "m"}, "serving": {"autoscaling": {"minReplicas": 2,
+        {"model": {"name": "m", "alias": "a"}, "serving": {"autoscaling": {"minReplicas": 2,
                                                               "maxReplicas": 5}}})
     out = render.render_version(OWNER, spec, SERVED, default_image="x")
     dep = next(m for m in out if m["kind"] == "Deployment")

@@ -69,9 +69,13 @@ class Registry(_Model):
         "Secret with credentials for the registry: a token, or a username and password."))
 
 
+SELECTOR_RULE = ("set exactly one of alias, stage and version "
+                 "(version: latest tracks the newest version)")
+
+
 @rules(Rule(
-    "[has(self.alias), has(self.stage), has(self.version)].filter(x, x).size() <= 1",
-    "set at most one of alias, stage and version (none tracks the latest version)",
+    "[has(self.alias), has(self.stage), has(self.version)].filter(x, x).size() == 1",
+    SELECTOR_RULE,
 ))
 class ModelRef(_Model):
     name: str = Field(min_length=1, max_length=256, description=(
@@ -82,8 +86,9 @@ class ModelRef(_Model):
         "releases the new version."))
     stage: LegacyStage | None = Field(default=None, description=(
         "Track the newest version in this legacy stage (deprecated in MLflow; prefer alias)."))
-    version: str | None = Field(default=None, pattern=r"^[1-9][0-9]*$", max_length=20,
-                                description="Pin an explicit version number.")
+    version: str | None = Field(default=None, pattern=r"^([1-9][0-9]*|latest)$", max_length=20,
+                                description=(
+        "Pin an explicit version number, or \"latest\" to track the newest version."))
     registry: Registry | None = Field(default=None, description=(
         "Where the registry is; defaults come from the operator's configuration."))
     pollInterval: Duration = Field(default="30s", description=(
@@ -92,21 +97,20 @@ class ModelRef(_Model):
 
     @model_validator(mode="after")
     def _one_selector(self) -> Self:
-        if sum(x is not None for x in (self.alias, self.stage, self.version)) > 1:
-            raise ValueError(
-                "set at most one of alias, stage and version (none tracks the latest version)")
+        if sum(x is not None for x in (self.alias, self.stage, self.version)) != 1:
+            raise ValueError(SELECTOR_RULE)
         return self
 
     def selector(self) -> tuple[str, str]:
         """(kind, value): ("alias", "champion"), ("stage", ...), ("version", "3") or
-        ("latest", "")."""
+        ("latest", "") for ``version: latest``."""
         if self.alias is not None:
             return ("alias", self.alias)
         if self.stage is not None:
             return ("stage", self.stage.value)
-        if self.version is not None:
-            return ("version", self.version)
-        return ("latest", "")
+        if self.version is None or self.version == "latest":  # None: validation prevents it
+            return ("latest", "")
+        return ("version", self.version)
 
 
 # --- serving -----------------------------------------------------------------------------
