@@ -12,5 +12,6 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 # Non-root, read-only friendly: meets the Pod Security "restricted" profile.
 USER 65532:65532
 ENV PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true
-# The kopf handlers module arrives with the ModelDeployment API (issue 3).
+# 8080 liveness (Kopf), 8081 metrics, 8090 MLflow webhook receiver.
+EXPOSE 8080 8081 8090
 ENTRYPOINT ["kopf", "run", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "-m", "modeldeploy.handlers"]

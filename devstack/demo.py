@@ -6,7 +6,8 @@
 3. applies ``ModelDeployment fraud-scorer`` with a Gateway API route, so simulated traffic
    flows to whatever the route says;
 4. moves ``champion`` to version 2 and prints, every second, what `kubectl get mdep` shows and
-   the per-version request rate Prometheus measures.
+   the per-version request rate Prometheus measures; then the events, and the operator's own
+   metrics as Prometheus scraped them.
 """
 
 from __future__ import annotations
@@ -30,12 +31,28 @@ MODEL = "fraud-scorer"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _rates(info: stack.StackInfo) -> dict[str, float]:
-    query = f'sum by (version) (rate(model_requests_total{{namespace="{NAMESPACE}"}}[3s]))'
-    url = f"{info.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+def _query(info: stack.StackInfo, promql: str, label: str) -> dict[str, float]:
+    url = f"{info.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
     with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback only
         data = json.loads(resp.read())
-    return {r["metric"]["version"]: float(r["value"][1]) for r in data["data"]["result"]}
+    return {r["metric"].get(label, ""): float(r["value"][1]) for r in data["data"]["result"]}
+
+
+def _rates(info: stack.StackInfo) -> dict[str, float]:
+    return _query(info, "sum by (version) "
+                  f'(rate(model_requests_total{{namespace="{NAMESPACE}"}}[3s]))', "version")
+
+
+def _operator_figures(info: stack.StackInfo) -> str:
+    writes = _query(info, "sum by (verb) (modeldeploy_kube_writes_total)", "verb")
+    polls = _query(info, "sum by (outcome) (modeldeploy_registry_polls_total)", "outcome")
+    hooks = _query(info, "sum by (result) (modeldeploy_webhook_deliveries_total)", "result")
+
+    def fmt(d: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.0f}" for k, v in sorted(d.items())) or "none yet"
+
+    return (f"  Kubernetes writes: {fmt(writes)}\n  registry polls: {fmt(polls)}\n"
+            f"  webhook deliveries: {fmt(hooks)}")
 
 
 def _show(info: stack.StackInfo, seconds: float, until: str | None = None) -> None:
@@ -97,7 +114,9 @@ def main() -> int:
                    f"involvedObject.name={MODEL},involvedObject.kind=ModelDeployment",
                    "--sort-by=.eventTime", "-o",
                    "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message"))
-    print(f"Everything keeps running. Try:  source {info.state}/stack.env && "
+    print("the operator's own metrics, as Prometheus scraped them:")
+    print(_operator_figures(info))
+    print(f"\nEverything keeps running. Try:  source {info.state}/stack.env && "
           f"kubectl -n {NAMESPACE} get mdep,deploy,svc,httproute")
     print("Stop it all:  make cluster-down")
     return 0

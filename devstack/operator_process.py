@@ -6,6 +6,7 @@ directory, it is stopped by `make cluster-down` like every other stack process.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -25,11 +26,16 @@ class OperatorProcess:
     state: Path
     webhook_port: int
     liveness_port: int
+    metrics_port: int
     proc: procs.Proc | None = None
 
     @property
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.webhook_port}/webhooks/mlflow"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def env(self) -> dict[str, str]:
         # MLflow's HTTP settings are the operator's own (as in a cluster), not the harness's.
@@ -40,6 +46,8 @@ class OperatorProcess:
             "MODELDEPLOY_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "MODELDEPLOY_WEBHOOK_HOST": "127.0.0.1",
             "MODELDEPLOY_WEBHOOK_PORT": str(self.webhook_port),
+            "MODELDEPLOY_METRICS_HOST": "127.0.0.1",
+            "MODELDEPLOY_METRICS_PORT": str(self.metrics_port),
             "MODELDEPLOY_REGISTRY_TIMEOUT": "5",
         })
         return env
@@ -55,9 +63,21 @@ class OperatorProcess:
             f"http://127.0.0.1:{self.liveness_port}/healthz"), timeout=60, proc=self.proc)
         procs.wait_until("operator webhook receiver", lambda: procs.http_ok(
             f"http://127.0.0.1:{self.webhook_port}/healthz"), timeout=30, proc=self.proc)
+        procs.wait_until("operator metrics", lambda: procs.http_ok(self.metrics_url),
+                         timeout=30, proc=self.proc)
+        self._announce([f"127.0.0.1:{self.metrics_port}"])
+
+    def _announce(self, targets: list[str]) -> None:
+        """Tell the stack's Prometheus where to scrape the operator (file-based discovery)."""
+        sd = Path(self.stack.state) / "prometheus" / "targets"
+        if sd.is_dir():
+            tmp = sd / ".operator.json.tmp"
+            tmp.write_text(json.dumps([{"targets": targets}] if targets else []))
+            tmp.rename(sd / "operator.json")  # atomic: Prometheus never reads half a file
 
     def stop(self) -> None:
         procs.stop(self.state, "operator")
+        self._announce([])
 
     def kill9(self) -> None:
         """SIGKILL the operator: no cleanup, as a crash or an OOM kill would."""
@@ -71,4 +91,5 @@ class OperatorProcess:
 
     @classmethod
     def create(cls, stack: StackInfo, state: Path) -> OperatorProcess:
-        return cls(stack=stack, state=state, webhook_port=free_port(), liveness_port=free_port())
+        return cls(stack=stack, state=state, webhook_port=free_port(), liveness_port=free_port(),
+                   metrics_port=free_port())

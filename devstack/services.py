@@ -13,6 +13,8 @@ from devstack.ports import free_port
 
 #: How often Prometheus scrapes the traffic exporter. Short, so tests see weight changes fast.
 SCRAPE_INTERVAL = "1s"
+#: The Prometheus job of the operator's own /metrics (see OperatorProcess).
+OPERATOR_JOB = "modeldeploy-operator"
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ def start_prometheus(binary: Path, *, state: Path, targets: dict[str, str]) -> E
         f"  - job_name: {job}\n    static_configs:\n      - targets: ['{hostport}']\n"
         for job, hostport in targets.items()
     )
+    # Processes started later (the operator) announce themselves with a file here.
+    (root / "targets").mkdir(exist_ok=True)
+    jobs += (f"  - job_name: {OPERATOR_JOB}\n    file_sd_configs:\n"
+             f"      - files: ['{root / 'targets'}/*.json']\n        refresh_interval: 5s\n")
     config = root / "prometheus.yml"
     config.write_text(
         "global:\n"

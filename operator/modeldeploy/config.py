@@ -20,6 +20,9 @@ class OperatorConfig:
     webhook_host: str = "0.0.0.0"  # noqa: S104 - in a pod, behind its Service
     webhook_port: int = 8090
     webhook_secret: str | None = None
+    #: Prometheus metrics at /metrics (MODELDEPLOY_METRICS_PORT; 0 turns them off).
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - in a pod, scraped through its Service
+    metrics_port: int = 8081
     #: Reconcile workers, registry call timeout, periodic resync of every object.
     #: URL prefixes a spec may name as registry (MODELDEPLOY_ALLOWED_REGISTRIES, comma
     #: separated); empty allows any. Limits where the operator sends requests and credentials.
@@ -44,6 +47,8 @@ class OperatorConfig:
             webhook_host=get("WEBHOOK_HOST") or cls.webhook_host,
             webhook_port=int(get("WEBHOOK_PORT") or cls.webhook_port),
             webhook_secret=get("WEBHOOK_SECRET"),
+            metrics_host=get("METRICS_HOST") or cls.metrics_host,
+            metrics_port=int(e.get("MODELDEPLOY_METRICS_PORT") or cls.metrics_port),
             allowed_registries=tuple(
                 p.strip() for p in (get("ALLOWED_REGISTRIES") or "").split(",") if p.strip()),
             workers=int(get("WORKERS") or cls.workers),

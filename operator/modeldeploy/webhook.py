@@ -59,13 +59,21 @@ def verify(secret: str, *, signature: str, delivery_id: str, timestamp: str, bod
 
 class Receiver:
     def __init__(self, *, secret: str, invalidate: Callable[[str], int],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 count: Callable[[str], None] = lambda result: None) -> None:
         self._secret = secret
+        self._count = count
         self._invalidate = invalidate
         self._clock = clock
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     async def handle(self, request: web.Request) -> web.Response:
+        result, response = await self._handle(request)
+        self._count(result)
+        return response
+
+    async def _handle(self, request: web.Request) -> tuple[str, web.Response]:
+        """(result for the metrics, response)."""
         body = (await request.read()).decode(errors="replace")
         delivery = request.headers.get(DELIVERY_HEADER, "")
         problem = verify(self._secret, signature=request.headers.get(SIGNATURE_HEADER, ""),
@@ -73,9 +81,9 @@ class Receiver:
                          body=body, now=self._clock())
         if problem:
             log.warning("rejected MLflow webhook delivery %r: %s", delivery, problem)
-            return web.json_response({"error": problem}, status=401)
+            return "unauthorized", web.json_response({"error": problem}, status=401)
         if delivery in self._seen:
-            return web.json_response({"status": "duplicate"}, status=200)
+            return "duplicate", web.json_response({"status": "duplicate"}, status=200)
         self._seen[delivery] = None
         while len(self._seen) > 4096:
             self._seen.popitem(last=False)
@@ -84,12 +92,12 @@ class Receiver:
             entity, action = payload["entity"], payload["action"]
             model = str(payload["data"]["name"])
         except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": "unexpected payload"}, status=400)
+            return "invalid", web.json_response({"error": "unexpected payload"}, status=400)
         if (entity, action) not in HANDLED:
-            return web.json_response({"status": "ignored"}, status=200)
+            return "ignored", web.json_response({"status": "ignored"}, status=200)
         keys = self._invalidate(model)
         log.info("webhook %s.%s for %r: re-resolving %d key(s)", entity, action, model, keys)
-        return web.json_response({"status": "accepted", "keys": keys}, status=202)
+        return "accepted", web.json_response({"status": "accepted", "keys": keys}, status=202)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)

@@ -25,6 +25,9 @@ from devstack.seed import mlflow_client, seed_model
 from devstack.stack import StackInfo
 from tests.integration.conftest import Kubectl
 from tests.support.mdep import (
+    GROUP,
+    PLURAL,
+    VERSION,
     condition,
     events,
     get,
@@ -33,6 +36,8 @@ from tests.support.mdep import (
     stable_version,
     wait_status,
 )
+from tests.support.scrape import scrape, total
+from tests.support.stackclient import Prometheus
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -197,11 +202,58 @@ def test_webhook_accepts_only_signed_fresh_deliveries(operator: OperatorProcess)
         return {"X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": ts,
                 "X-MLflow-Signature": sign(secret, delivery, ts, body)}
 
+    before = scrape(operator.metrics_url)
     assert _post(operator.webhook_url, body, {}) == 401
     assert _post(operator.webhook_url, body, headers("d1", now, secret="wrong")) == 401
     assert _post(operator.webhook_url, body, headers("d2", str(int(time.time()) - 3600))) == 401
     assert _post(operator.webhook_url, body, headers("d3", now)) == 202
     assert _post(operator.webhook_url, body, headers("d3", now)) == 200, "replay is ignored"
+
+    after = scrape(operator.metrics_url)
+    deliveries = {result: total(after, "modeldeploy_webhook_deliveries_total", result=result)
+                  - total(before, "modeldeploy_webhook_deliveries_total", result=result)
+                  for result in ("unauthorized", "accepted", "duplicate")}
+    assert deliveries == {"unauthorized": 3, "accepted": 1, "duplicate": 1}
+
+
+def test_operator_metrics_tell_what_serves_and_what_was_done(
+    stack: StackInfo, operator: OperatorProcess, kubectl: Kubectl,
+    custom: client.CustomObjectsApi, namespace: str, prom: Prometheus,
+) -> None:
+    before = scrape(operator.metrics_url)
+    model, (_, v2) = deploy_stable(stack, kubectl, custom, namespace, versions=2)
+    mlflow(stack).set_registered_model_alias(model, "champion", v2["version"])
+    wait_status(custom, namespace, "scorer", serving("2"), timeout=60, what="version 2 Stable")
+
+    info = "modeldeploy_model_deployment_info"
+
+    writes = "modeldeploy_kube_writes_total"
+
+    def switched() -> dict[Any, float] | None:
+        """Version 2 stable, and version 1's Deployment deleted (the step after promotion)."""
+        m = scrape(operator.metrics_url)
+        deleted = total(m, writes, verb="delete", kind="Deployment") - \
+            total(before, writes, verb="delete", kind="Deployment")
+        return m if deleted >= 1 and total(m, info, namespace=namespace, name="scorer",
+                                           stable_version="2", phase="Stable") == 1 else None
+
+    got = eventually(switched, timeout=30, what="metrics show the switch to version 2")
+    assert total(got, info, namespace=namespace, model=model, selector="@champion") == 1
+
+    def delta(metric: str, **labels: str) -> float:
+        return total(got, metric, **labels) - total(before, metric, **labels)
+
+    # Two versions were each brought up (Deployment + Service).
+    assert delta(writes, verb="apply", kind="Deployment") >= 2
+    assert delta(writes, verb="status") >= 2 and delta(writes, verb="event") >= 4
+    assert delta("modeldeploy_reconcile_total", result="ok") >= 4
+    assert delta("modeldeploy_registry_polls_total", outcome="ok") >= 2
+    assert delta("modeldeploy_reconcile_duration_seconds_count") >= 4
+
+    # The stack's real Prometheus scrapes the operator too (file-based discovery).
+    series = f'{info}{{namespace="{namespace}",name="scorer",job="{services.OPERATOR_JOB}"}}'
+    eventually(lambda: [r["metric"]["stable_version"] for r in prom.query(series)] == ["2"],
+               timeout=30, what="Prometheus has scraped the operator: version 2 is stable")
 
 
 def test_missing_alias_degrades_while_the_version_keeps_serving(
@@ -386,14 +438,34 @@ def test_operator_kill_and_restart_changes_nothing(
             "events": len(events(core, namespace, "scorer")),
         }
 
+    # Earlier tests' namespaces may still be terminating; their objects get status writes
+    # while their children go. Wait them out, so every write counted below would be ours.
+    def only_ours() -> bool:
+        items = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        return [i["metadata"]["namespace"] for i in items] == [namespace]
+
+    eventually(only_ours, timeout=120, what="no ModelDeployment left from earlier tests")
     before = snapshot()
     operator.kill9()
     operator.start()  # returns once the new process answers its liveness probe
-    # An observation window: the restarted operator lists, reconciles every object and
-    # settles within it; nothing it owns may be written meanwhile.
-    time.sleep(5)
-    after = snapshot()
-    assert after == before
+
+    def settled() -> dict[Any, float] | None:
+        """The restarted operator has reconciled every object it knows, and is idle."""
+        m = scrape(operator.metrics_url)
+        known = total(m, "modeldeploy_model_deployments")
+        done = total(m, "modeldeploy_reconcile_total")
+        idle = total(m, "modeldeploy_workqueue_depth") == 0
+        mine = total(m, "modeldeploy_model_deployment_info", namespace=namespace) == 1
+        return m if mine and idle and done >= known else None
+
+    metrics = eventually(settled, timeout=60, what="restarted operator reconciled everything")
+    assert total(metrics, "modeldeploy_model_deployments") == 1
+    assert total(metrics, "modeldeploy_reconcile_total", result="error") == 0
+    writes = {verb: total(metrics, "modeldeploy_kube_writes_total", verb=verb)
+              for verb in ("apply", "delete", "status", "event")}
+    assert writes == {"apply": 0, "delete": 0, "status": 0, "event": 0}, \
+        "a restarted operator must find everything as it left it and write nothing"
+    assert snapshot() == before
 
     mlflow(stack).set_registered_model_alias(model, "champion", v2["version"])
     wait_status(custom, namespace, "scorer", serving("2"), what="restarted operator works")

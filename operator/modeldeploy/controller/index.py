@@ -100,6 +100,9 @@ class Index:
     def get(self, key: Key) -> dict[str, Any] | None:
         return self._bodies.get(key)
 
+    def objects(self) -> list[dict[str, Any]]:
+        return list(self._bodies.values())
+
     # Children
 
     def upsert_child(self, kind: str, body: dict[str, Any]) -> Key | None:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from modeldeploy.controller.queue import WorkQueue
 from modeldeploy.controller.reconciler import Reconciler, read_credentials
 from modeldeploy.controller.resolver import Resolver
 from modeldeploy.core import render
+from modeldeploy.metrics import CONTENT_TYPE, Metrics, StateView
 from modeldeploy.webhook import Receiver
 
 log = logging.getLogger(__name__)
@@ -50,14 +52,19 @@ class Operator:
         self.kube = kube
         self.index = Index()
         self.queue: WorkQueue[Key] = WorkQueue()
+        self.metrics = Metrics()
         self.resolver = Resolver(Registry(timeout=config.registry_timeout), wake=self.queue.add,
-                                 credentials=functools.partial(read_credentials, kube))
+                                 credentials=functools.partial(read_credentials, kube),
+                                 metrics=self.metrics)
         self.reconciler = Reconciler(kube=kube, index=self.index, resolver=self.resolver,
-                                     config=config)
+                                     config=config, metrics=self.metrics)
+        self.metrics.watch_state(StateView(objects=self.index.objects,
+                                           queue_depth=lambda: len(self.queue),
+                                           registry_stats=self.resolver.stats))
         self.receiver: Receiver | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._failures: dict[Key, int] = {}
-        self._web: web.AppRunner | None = None
+        self._web: list[web.AppRunner] = []
 
     @classmethod
     async def start(cls, config: OperatorConfig, kube: Kube | None = None) -> Operator:
@@ -71,14 +78,32 @@ class Operator:
         op._tasks.append(asyncio.create_task(op.resolver.run(), name="resolver"))
         op._tasks.append(asyncio.create_task(op._relist(), name="relist"))
         if config.webhook_secret and config.webhook_port:
+            deliveries = op.metrics.webhook_deliveries
             op.receiver = Receiver(secret=config.webhook_secret,
-                                   invalidate=op.resolver.invalidate)
-            op._web = web.AppRunner(op.receiver.app(), access_log=None)
-            await op._web.setup()
-            await web.TCPSite(op._web, config.webhook_host, config.webhook_port).start()
+                                   invalidate=op.resolver.invalidate,
+                                   count=lambda result: deliveries.labels(result).inc())
+            await op._serve(op.receiver.app(), config.webhook_host, config.webhook_port)
             log.info("MLflow webhook receiver on %s:%d/webhooks/mlflow", config.webhook_host,
                      config.webhook_port)
+        if config.metrics_port:
+            await op._serve(op._metrics_app(), config.metrics_host, config.metrics_port)
+            log.info("metrics on %s:%d/metrics", config.metrics_host, config.metrics_port)
         return op
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._web.append(runner)
+        await web.TCPSite(runner, host, port).start()
+
+    def _metrics_app(self) -> web.Application:
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=self.metrics.exposition(),
+                                headers={"Content-Type": CONTENT_TYPE})
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        return app
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -86,8 +111,8 @@ class Operator:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._web is not None:
-            await self._web.cleanup()
+        for runner in self._web:
+            await runner.cleanup()
 
     # --- watch events ----------------------------------------------------------------------
 
@@ -113,8 +138,10 @@ class Operator:
     async def _worker(self, number: int) -> None:
         while True:
             key = await self.queue.get()
+            started, result = time.monotonic(), "error"
             try:
                 requeue = await self.reconciler.reconcile(key)
+                result = "ok"
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -136,6 +163,8 @@ class Operator:
                     self.queue.add_after(key, self.config.resync_seconds)
             finally:
                 self.queue.done(key)
+                self.metrics.reconciles.labels(result).inc()
+                self.metrics.reconcile_seconds.observe(time.monotonic() - started)
 
     def _retry_later(self, key: Key, exc: BaseException) -> None:
         failures = self._failures[key] = self._failures.get(key, 0) + 1

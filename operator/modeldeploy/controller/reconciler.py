@@ -32,6 +32,7 @@ from modeldeploy.core.world import (
     Resolution,
     SecretRef,
 )
+from modeldeploy.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,12 @@ async def read_credentials(kube: Kube, rkey: ResolveKey) -> Credentials | None:
 
 class Reconciler:
     def __init__(self, *, kube: Kube, index: Index, resolver: Resolver,
-                 config: OperatorConfig) -> None:
+                 config: OperatorConfig, metrics: Metrics | None = None) -> None:
         self.kube, self.index, self.resolver, self.config = kube, index, resolver, config
+        self.metrics = metrics or Metrics()
+
+    def _wrote(self, verb: str, kind: str) -> None:
+        self.metrics.kube_writes.labels(verb, kind).inc()
 
     async def observe(self, body: dict[str, Any], key: Key) -> Observed:
         meta = body["metadata"]
@@ -159,10 +164,12 @@ class Reconciler:
         meta = body["metadata"]
         for manifest in plan.apply:
             applied = await self.kube.apply(manifest)
+            self._wrote("apply", manifest["kind"])
             if isinstance(applied, dict):
                 self.index.upsert_child(manifest["kind"], applied)
         for kind, name in plan.delete:
             await self.kube.delete(kind, meta["namespace"], name)
+            self._wrote("delete", kind)
             self.index.deleted_by_us(str(meta["uid"]), kind, name)
         # Status before events: events are derived from status transitions, so once the new
         # status is stored a crash can only lose an event, never post it twice.
@@ -171,11 +178,13 @@ class Reconciler:
             patch: dict[str, Any] = {k: None for k in old if k not in new}
             patch.update(new)
             written = await self.kube.patch_status(meta["namespace"], meta["name"], patch)
+            self._wrote("status", "ModelDeployment")
             if isinstance(written, dict):
                 self.index.upsert(written)
         for event in plan.events:
             try:
                 await self.kube.post_event(body, type_=event.type, reason=event.reason,
                                            message=event.message)
+                self._wrote("event", "Event")
             except ApiError as exc:  # an event is not worth failing a reconcile for
                 log.warning("posting event %s failed: %s", event.reason, exc)

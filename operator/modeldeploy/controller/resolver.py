@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from modeldeploy.adapters.registry import Credentials, Registry, ResolveKey
 from modeldeploy.core.world import RegistryOutcome, Resolution
+from modeldeploy.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,10 @@ def _clear_inflight(entry: _Entry) -> Callable[[asyncio.Task[Resolution]], None]
 class Resolver:
     def __init__(self, registry: Registry, *, wake: Callable[[Key], None],
                  credentials: CredentialsProvider, concurrency: int = 8,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 metrics: Metrics | None = None) -> None:
         self._registry = registry
+        self._metrics = metrics
         self._wake = wake
         self._credentials = credentials
         self._clock = clock
@@ -146,6 +149,7 @@ class Resolver:
     async def _poll(self, rkey: ResolveKey, entry: _Entry) -> Resolution:
         entry.stale = False
         async with self._limit:
+            started = time.monotonic()
             try:
                 creds = await self._credentials(rkey)
             except LookupError as exc:
@@ -159,6 +163,9 @@ class Resolver:
                     res = Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryError",
                                      message=f"{type(exc).__name__}: {exc}")
         entry.polls += 1
+        if self._metrics is not None:
+            self._metrics.registry_polls.labels(res.outcome.value, res.reason).inc()
+            self._metrics.registry_poll_seconds.observe(time.monotonic() - started)
         changed = _signature(res) != _signature(entry.resolution)
         if changed:
             entry.resolution = res  # an unchanged answer keeps the time it first appeared

@@ -1,0 +1,113 @@
+"""The operator's own Prometheus metrics, served at ``/metrics`` (MODELDEPLOY_METRICS_PORT).
+
+Counters and histograms record what the operator did (reconciles, registry polls, webhook
+deliveries, writes to the Kubernetes API); gauges describe the state it holds, read at scrape
+time from the watch index, the work queue and the resolver, so they never drift from it.
+
+Label values come from small fixed sets (results, outcomes, reasons, kinds, phases), except
+``modeldeploy_model_deployment_info``, which has one series per ModelDeployment, as
+kube-state-metrics has one per object.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class StateView:
+    """Read-only callables into the running operator (so this module imports none of it)."""
+
+    objects: Callable[[], Iterable[dict[str, Any]]]
+    queue_depth: Callable[[], int]
+    registry_stats: Callable[[], dict[str, int]]
+
+
+def _state_rows(objects: Iterable[dict[str, Any]]) -> tuple[Tally[str], list[tuple[str, ...]]]:
+    phases: Tally[str] = Tally()
+    info: list[tuple[str, ...]] = []
+    for body in objects:
+        meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+        phase = str(status.get("phase") or "Pending")
+        phases[phase] += 1
+        stable = (status.get("stable") or {}).get("version") or ""
+        model = str((spec.get("model") or {}).get("name") or "")
+        info.append((meta["namespace"], meta["name"], model, str(status.get("selector") or ""),
+                     phase, str(stable)))
+    return phases, info
+
+
+class _StateCollector(Collector):
+    def __init__(self, view: StateView) -> None:
+        self._view = view
+
+    def collect(self) -> Iterator[Metric]:
+        phases, info = _state_rows(self._view.objects())
+        by_phase = GaugeMetricFamily("modeldeploy_model_deployments",
+                                     "ModelDeployments the operator watches, by phase.",
+                                     labels=["phase"])
+        for phase, count in sorted(phases.items()):
+            by_phase.add_metric([phase], count)
+        yield by_phase
+        rows = GaugeMetricFamily(
+            "modeldeploy_model_deployment_info",
+            "One series per ModelDeployment (value 1): its model, selector, phase and the "
+            "version serving as stable.",
+            labels=["namespace", "name", "model", "selector", "phase", "stable_version"])
+        for row in info:
+            rows.add_metric(list(row), 1)
+        yield rows
+        yield GaugeMetricFamily("modeldeploy_workqueue_depth",
+                                "Objects waiting for a reconcile worker.",
+                                value=self._view.queue_depth())
+        stats = self._view.registry_stats()
+        yield GaugeMetricFamily("modeldeploy_registry_keys",
+                                "Distinct (registry, credentials, model, selector) keys polled; "
+                                "objects that share a key share its polls.",
+                                value=stats.get("keys", 0))
+
+
+class Metrics:
+    """One registry per operator (not the process-global default), so tests and two operators
+    in one process never mix their figures."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.reconciles = Counter(
+            "modeldeploy_reconcile_total", "Reconciles by result (ok, error).", ["result"],
+            registry=self.registry)
+        self.reconcile_seconds = Histogram(
+            "modeldeploy_reconcile_duration_seconds", "Time of one reconcile.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry)
+        self.registry_polls = Counter(
+            "modeldeploy_registry_polls_total",
+            "Registry resolutions by outcome (ok, not_found, unreachable) and reason.",
+            ["outcome", "reason"], registry=self.registry)
+        self.registry_poll_seconds = Histogram(
+            "modeldeploy_registry_poll_duration_seconds", "Time of one registry resolution.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
+            registry=self.registry)
+        self.webhook_deliveries = Counter(
+            "modeldeploy_webhook_deliveries_total",
+            "MLflow webhook deliveries by result (accepted, ignored, duplicate, unauthorized, "
+            "invalid).", ["result"], registry=self.registry)
+        self.kube_writes = Counter(
+            "modeldeploy_kube_writes_total",
+            "Writes to the Kubernetes API by verb (apply, delete, status, event) and kind.",
+            ["verb", "kind"], registry=self.registry)
+
+    def watch_state(self, view: StateView) -> None:
+        self.registry.register(_StateCollector(view))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,84 @@
+"""The operator's metrics, in memory: what the exposition says about state and activity."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from modeldeploy.adapters.registry import Credentials, ResolveKey
+from modeldeploy.controller.resolver import Resolver
+from modeldeploy.core.world import RegistryOutcome, Resolution, ResolvedVersion
+from modeldeploy.metrics import Metrics, StateView
+from tests.support.scrape import parse, total
+
+KEY = ResolveKey("http://mlflow", "http://mlflow", "fraud", "alias", "champion")
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return parse(metrics.exposition().decode())
+
+
+def _md(name: str, phase: str | None, stable: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"selector": "@champion"}
+    if phase:
+        status["phase"] = phase
+    if stable:
+        status["stable"] = {"version": stable}
+    return {"metadata": {"namespace": "team", "name": name},
+            "spec": {"model": {"name": "fraud", "alias": "champion"}}, "status": status}
+
+
+def test_state_is_read_at_scrape_time() -> None:
+    objects = [_md("a", "Stable", "3"), _md("b", "Stable", "3"), _md("c", None)]
+    metrics = Metrics()
+    metrics.watch_state(StateView(objects=lambda: objects, queue_depth=lambda: 4,
+                                  registry_stats=lambda: {"keys": 2}))
+    got = samples(metrics)
+    assert total(got, "modeldeploy_model_deployments", phase="Stable") == 2
+    assert total(got, "modeldeploy_model_deployments", phase="Pending") == 1
+    assert got[("modeldeploy_model_deployment_info", frozenset({
+        "model": "fraud", "name": "a", "namespace": "team", "phase": "Stable",
+        "selector": "@champion", "stable_version": "3"}.items()))] == 1
+    assert (total(got, "modeldeploy_workqueue_depth"), total(got, "modeldeploy_registry_keys")) \
+        == (4, 2)
+
+    objects.pop()  # the object is gone: so is its series, with no stale value left behind
+    after = samples(metrics)
+    assert total(after, "modeldeploy_model_deployments") == 2
+    assert total(after, "modeldeploy_model_deployment_info", name="c") == 0
+    assert total(after, "modeldeploy_model_deployment_info", name="b") == 1
+
+
+class FlakyRegistry:
+    def __init__(self) -> None:
+        self.down = False
+
+    async def resolve(self, key: ResolveKey, creds: Credentials | None) -> Resolution:
+        if self.down:
+            return Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryUnreachable")
+        return Resolution(outcome=RegistryOutcome.OK, reason="Resolved",
+                          version=ResolvedVersion("1", "run", "src", "models:/fraud/1"))
+
+
+async def _no_creds(_: ResolveKey) -> Credentials | None:
+    return None
+
+
+def test_registry_polls_are_counted_by_outcome_and_reason() -> None:
+    metrics, registry = Metrics(), FlakyRegistry()
+
+    async def scenario() -> None:
+        resolver = Resolver(registry, wake=lambda _: None,  # type: ignore[arg-type]
+                            credentials=_no_creds, metrics=metrics)
+        resolver.subscribe(("ns", "a"), KEY, 30.0)
+        await resolver.ensure(KEY)
+        registry.down = True
+        await resolver._start(KEY, resolver._entries[KEY])
+        await resolver._start(KEY, resolver._entries[KEY])
+
+    asyncio.run(scenario())
+    got = samples(metrics)
+    polls = "modeldeploy_registry_polls_total"
+    assert total(got, polls, outcome="ok", reason="Resolved") == 1
+    assert total(got, polls, outcome="unreachable", reason="RegistryUnreachable") == 2
+    assert total(got, "modeldeploy_registry_poll_duration_seconds_count") == 3
