@@ -70,4 +70,4 @@ run: venv
 	source $${MODELDEPLOY_STATE:-$$HOME/.cache/modeldeploy/run}/stack.env && \
 	  MODELDEPLOY_DEFAULT_TRACKING_URI=$$MLFLOW_TRACKING_URI \
 	  $(VENV)/bin/kopf run --standalone --all-namespaces -m modeldeploy.handlers \
-	  --liveness=http://127.0.0.1:8081/healthz
+	  --liveness=http://127.0.0.1:8080/healthz

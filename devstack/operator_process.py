@@ -65,19 +65,30 @@ class OperatorProcess:
             f"http://127.0.0.1:{self.webhook_port}/healthz"), timeout=30, proc=self.proc)
         procs.wait_until("operator metrics", lambda: procs.http_ok(self.metrics_url),
                          timeout=30, proc=self.proc)
-        self._announce([f"127.0.0.1:{self.metrics_port}"])
+        self._announce(True)
 
-    def _announce(self, targets: list[str]) -> None:
-        """Tell the stack's Prometheus where to scrape the operator (file-based discovery)."""
+    def _announce(self, running: bool) -> None:
+        """Tell the stack's Prometheus where to scrape this operator (file-based discovery):
+        one file per operator, so a demo's and a test's operators never overwrite each other."""
         sd = Path(self.stack.state) / "prometheus" / "targets"
-        if sd.is_dir():
-            tmp = sd / ".operator.json.tmp"
-            tmp.write_text(json.dumps([{"targets": targets}] if targets else []))
-            tmp.rename(sd / "operator.json")  # atomic: Prometheus never reads half a file
+        target = sd / f"operator-{self.metrics_port}.json"
+        if not running:
+            target.unlink(missing_ok=True)
+        elif not sd.is_dir():
+            print(f"warning: {sd} is missing, so Prometheus will not scrape the operator: the "
+                  "running stack predates that; restart it (make cluster-down)", file=sys.stderr)
+        else:
+            for other in sd.glob("operator-*.json"):  # operators stopped without a word
+                port = other.stem.removeprefix("operator-")
+                if other != target and not procs.http_ok(f"http://127.0.0.1:{port}/metrics"):
+                    other.unlink(missing_ok=True)
+            tmp = sd / f".{target.name}.tmp"
+            tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{self.metrics_port}"]}]))
+            tmp.rename(target)  # atomic: Prometheus never reads half a file
 
     def stop(self) -> None:
         procs.stop(self.state, "operator")
-        self._announce([])
+        self._announce(False)
 
     def kill9(self) -> None:
         """SIGKILL the operator: no cleanup, as a crash or an OOM kill would."""

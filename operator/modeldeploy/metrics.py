@@ -32,17 +32,25 @@ class StateView:
     registry_stats: Callable[[], dict[str, int]]
 
 
+def _text(parent: Any, key: str) -> str:
+    """``parent[key]`` as text; "" when absent or when ``parent`` is not a mapping (a status
+    someone edited by hand must not break every scrape)."""
+    value = parent.get(key) if isinstance(parent, dict) else None
+    return "" if value is None or isinstance(value, dict | list) else str(value)
+
+
 def _state_rows(objects: Iterable[dict[str, Any]]) -> tuple[Tally[str], list[tuple[str, ...]]]:
     phases: Tally[str] = Tally()
     info: list[tuple[str, ...]] = []
     for body in objects:
-        meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
-        phase = str(status.get("phase") or "Pending")
+        meta, spec, status = body.get("metadata"), body.get("spec"), body.get("status")
+        phase = _text(status, "phase") or "Pending"
         phases[phase] += 1
-        stable = (status.get("stable") or {}).get("version") or ""
-        model = str((spec.get("model") or {}).get("name") or "")
-        info.append((meta["namespace"], meta["name"], model, str(status.get("selector") or ""),
-                     phase, str(stable)))
+        info.append((_text(meta, "namespace"), _text(meta, "name"),
+                     _text(spec.get("model") if isinstance(spec, dict) else None, "name"),
+                     _text(status, "selector"), phase,
+                     _text(status.get("stable") if isinstance(status, dict) else None,
+                           "version")))
     return phases, info
 
 
@@ -83,7 +91,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.reconciles = Counter(
-            "modeldeploy_reconcile_total", "Reconciles by result (ok, error).", ["result"],
+            "modeldeploy_reconcile_total",
+            "Reconciles by result (ok, error, skipped: the namespace is being deleted).",
+            ["result"],
             registry=self.registry)
         self.reconcile_seconds = Histogram(
             "modeldeploy_reconcile_duration_seconds", "Time of one reconcile.",

@@ -68,9 +68,12 @@ class Receiver:
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     async def handle(self, request: web.Request) -> web.Response:
-        result, response = await self._handle(request)
-        self._count(result)
-        return response
+        result = "error"  # e.g. a body over the size limit (aiohttp answers 413)
+        try:
+            result, response = await self._handle(request)
+            return response
+        finally:
+            self._count(result)
 
     async def _handle(self, request: web.Request) -> tuple[str, web.Response]:
         """(result for the metrics, response)."""

@@ -109,3 +109,17 @@ def test_a_dropped_connection_is_retried_not_reported_as_an_outage(stack: StackI
         assert proxy.dropped == 2, "one retry, not more"
     assert (res.outcome, res.reason) == (RegistryOutcome.UNREACHABLE, "RegistryUnreachable")
     assert "without response" in res.message, res.message
+
+
+def test_a_hanging_registry_is_not_asked_twice(
+        stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read timeout is an answer ("no answer"), not a drop: retrying would double the wait
+    and hold a registry thread past the operator's own timeout."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    with drop_proxy(_port(stack.mlflow_tracking_uri), drop=-1, hang=True) as proxy:
+        url = f"http://127.0.0.1:{proxy.port}"
+        res = asyncio.run(Registry(timeout=10).resolve(
+            ResolveKey(url, url, "any-model", "alias", "champion"), None))
+        assert proxy.connections == 1, "asked once"
+    assert (res.outcome, res.reason) == (RegistryOutcome.UNREACHABLE, "RegistryUnreachable")
+    assert "timed out" in res.message, res.message

@@ -3,7 +3,8 @@
 It reproduces what a client sees when a server closes an idle keep-alive connection just as the
 client reuses it (``RemoteDisconnected: Remote end closed connection without response``): the
 request is read in full, then the socket is closed with no response. The first ``drop``
-connections are treated so; later ones are forwarded to the real server untouched.
+connections are treated so; later ones are forwarded to the real server untouched. With
+``hang=True`` those connections are held open with no answer instead: a server that hangs.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
 
 
 class DropProxy:
-    def __init__(self, upstream_port: int, *, drop: int) -> None:
+    def __init__(self, upstream_port: int, *, drop: int, hang: bool = False) -> None:
         self.upstream_port = upstream_port
         self.remaining_drops = drop
+        self.hang = hang
+        self._held: list[socket.socket] = []
         self.connections = 0
         self.dropped = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -51,7 +54,10 @@ class DropProxy:
                 conn.settimeout(5)
                 with contextlib.suppress(OSError):
                     conn.recv(65536)  # the request arrives; no answer ever leaves
-                conn.close()
+                if self.hang:
+                    self._held.append(conn)
+                else:
+                    conn.close()
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
             upstream.settimeout(None)
@@ -64,12 +70,14 @@ class DropProxy:
     def close(self) -> None:
         self._stop.set()
         self._listener.close()
+        for conn in self._held:
+            conn.close()
 
 
 @contextmanager
-def drop_proxy(upstream_port: int, *, drop: int) -> Iterator[DropProxy]:
+def drop_proxy(upstream_port: int, *, drop: int, hang: bool = False) -> Iterator[DropProxy]:
     """``drop`` < 0 drops every connection."""
-    proxy = DropProxy(upstream_port, drop=drop)
+    proxy = DropProxy(upstream_port, drop=drop, hang=hang)
     proxy.start()
     try:
         yield proxy

@@ -42,6 +42,14 @@ def test_state_is_read_at_scrape_time() -> None:
     assert (total(got, "modeldeploy_workqueue_depth"), total(got, "modeldeploy_registry_keys")) \
         == (4, 2)
 
+    # A hand-edited status of the wrong shape is shown as empty, not a failed scrape.
+    objects.append({"metadata": {"namespace": "team", "name": "odd"},
+                    "spec": {"model": "fraud"}, "status": {"stable": "3", "phase": ["x"]}})
+    odd = samples(metrics)
+    assert total(odd, "modeldeploy_model_deployment_info", name="odd", stable_version="",
+                 model="", phase="Pending") == 1
+    objects.pop()
+
     objects.pop()  # the object is gone: so is its series, with no stale value left behind
     after = samples(metrics)
     assert total(after, "modeldeploy_model_deployments") == 2

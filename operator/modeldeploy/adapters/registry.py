@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import requests
+import urllib3
 import yaml
 
 from modeldeploy.core.world import RegistryOutcome, Resolution, ResolvedVersion, SecretRef
@@ -195,15 +196,32 @@ class _Client:
 
 
 def dropped_connection(exc: BaseException) -> bool:
-    """True when a request failed because the connection broke before an answer came, e.g.
-    the server closed an idle keep-alive connection just as it was reused (uvicorn does so
-    after 5 s, load balancers after their idle timeout). MLflow wraps the requests error in
-    an ``MlflowException`` without ``from``, so it is found as the exception's context.
-    Timeouts are not drops: retrying them would only double the wait."""
-    cause = exc.__cause__ or exc.__context__
-    candidates = (exc, cause) if cause is not None else (exc,)
-    return any(isinstance(e, requests.exceptions.ConnectionError)
-               and not isinstance(e, requests.exceptions.Timeout) for e in candidates)
+    """True when the server hung up on a request without answering, e.g. it closed an idle
+    keep-alive connection just as it was reused (uvicorn does so after 5 s, load balancers
+    after their idle timeout).
+
+    MLflow wraps the requests error in an ``MlflowException`` without ``from``, so it is found
+    as the exception's context. requests reports every urllib3 failure as a ConnectionError
+    (with MLflow's zero retries even read timeouts arrive as ``MaxRetryError``), so the urllib3
+    reason decides: only a protocol error (connection aborted or reset, broken pipe) is a
+    drop. Timeouts, refused connections and DNS failures are not: repeating them would only
+    double the wait for the same answer."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        err = pending.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, urllib3.exceptions.ProtocolError | ConnectionResetError
+                      | BrokenPipeError):
+            return True
+        if isinstance(err, urllib3.exceptions.MaxRetryError):
+            pending.append(err.reason)
+        elif isinstance(err, requests.exceptions.ConnectionError | MlflowException):
+            pending.extend(a for a in err.args if isinstance(a, BaseException))
+            pending += [err.__cause__, err.__context__]
+    return False
 
 
 def _once_more_if_dropped(call: Callable[[], T]) -> T:

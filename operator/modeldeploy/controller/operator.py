@@ -69,26 +69,34 @@ class Operator:
     @classmethod
     async def start(cls, config: OperatorConfig, kube: Kube | None = None) -> Operator:
         op = cls(config, kube or Kube.from_environment())
-        for kind in CHILD_KINDS:
-            listed, _ = await op.kube.list_all(kind, MANAGED_SELECTOR)
-            for body in listed:
-                op.index.upsert_child(kind, body)
+        try:
+            await op._listen()  # first: a port in use fails start-up before anything runs
+            for kind in CHILD_KINDS:
+                listed, _ = await op.kube.list_all(kind, MANAGED_SELECTOR)
+                for body in listed:
+                    op.index.upsert_child(kind, body)
+        except BaseException:
+            await op.stop()
+            raise
         op._tasks = [asyncio.create_task(op._worker(i), name=f"worker-{i}")
                      for i in range(config.workers)]
         op._tasks.append(asyncio.create_task(op.resolver.run(), name="resolver"))
         op._tasks.append(asyncio.create_task(op._relist(), name="relist"))
+        return op
+
+    async def _listen(self) -> None:
+        config = self.config
         if config.webhook_secret and config.webhook_port:
-            deliveries = op.metrics.webhook_deliveries
-            op.receiver = Receiver(secret=config.webhook_secret,
-                                   invalidate=op.resolver.invalidate,
-                                   count=lambda result: deliveries.labels(result).inc())
-            await op._serve(op.receiver.app(), config.webhook_host, config.webhook_port)
+            deliveries = self.metrics.webhook_deliveries
+            self.receiver = Receiver(secret=config.webhook_secret,
+                                     invalidate=self.resolver.invalidate,
+                                     count=lambda result: deliveries.labels(result).inc())
+            await self._serve(self.receiver.app(), config.webhook_host, config.webhook_port)
             log.info("MLflow webhook receiver on %s:%d/webhooks/mlflow", config.webhook_host,
                      config.webhook_port)
         if config.metrics_port:
-            await op._serve(op._metrics_app(), config.metrics_host, config.metrics_port)
+            await self._serve(self._metrics_app(), config.metrics_host, config.metrics_port)
             log.info("metrics on %s:%d/metrics", config.metrics_host, config.metrics_port)
-        return op
 
     async def _serve(self, app: web.Application, host: str, port: int) -> None:
         runner = web.AppRunner(app, access_log=None)
@@ -138,18 +146,21 @@ class Operator:
     async def _worker(self, number: int) -> None:
         while True:
             key = await self.queue.get()
-            started, result = time.monotonic(), "error"
+            started = time.monotonic()
+            result: str | None = "error"  # the reconcile_total label; None: not counted
             try:
                 requeue = await self.reconciler.reconcile(key)
                 result = "ok"
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
+                    result = None
                     raise  # we are being stopped
                 self._retry_later(key, exc)  # something we awaited was cancelled, not us
             except Exception as exc:  # noqa: BLE001 - one object's failure never stops others
                 if _namespace_terminating(exc):
                     # Its namespace is going away and takes the object with it: nothing to do.
+                    result = "skipped"
                     log.debug("%s/%s: namespace terminating", *key)
                 else:
                     self._retry_later(key, exc)
@@ -163,8 +174,9 @@ class Operator:
                     self.queue.add_after(key, self.config.resync_seconds)
             finally:
                 self.queue.done(key)
-                self.metrics.reconciles.labels(result).inc()
-                self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+                if result is not None:
+                    self.metrics.reconciles.labels(result).inc()
+                    self.metrics.reconcile_seconds.observe(time.monotonic() - started)
 
     def _retry_later(self, key: Key, exc: BaseException) -> None:
         failures = self._failures[key] = self._failures.get(key, 0) + 1
@@ -195,3 +207,4 @@ class Operator:
         with contextlib.suppress(Exception):
             await self.kube.post_event(body, type_="Warning", reason="ReconcileError",
                                        message=f"{type(exc).__name__}: {message}"[:1000])
+            self.metrics.kube_writes.labels("event", "Event").inc()

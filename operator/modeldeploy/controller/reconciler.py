@@ -168,8 +168,8 @@ class Reconciler:
             if isinstance(applied, dict):
                 self.index.upsert_child(manifest["kind"], applied)
         for kind, name in plan.delete:
-            await self.kube.delete(kind, meta["namespace"], name)
-            self._wrote("delete", kind)
+            if await self.kube.delete(kind, meta["namespace"], name):  # False: already gone
+                self._wrote("delete", kind)
             self.index.deleted_by_us(str(meta["uid"]), kind, name)
         # Status before events: events are derived from status transitions, so once the new
         # status is stored a crash can only lose an event, never post it twice.
