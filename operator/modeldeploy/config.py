@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-DEFAULT_MLFLOW_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.2"
+from modeldeploy.api import DEFAULT_MLFLOW_IMAGE
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class OperatorConfig:
             webhook_port=int(get("WEBHOOK_PORT") or cls.webhook_port),
             webhook_secret=get("WEBHOOK_SECRET"),
             metrics_host=get("METRICS_HOST") or cls.metrics_host,
-            metrics_port=int(e.get("MODELDEPLOY_METRICS_PORT") or cls.metrics_port),
+            metrics_port=int(get("METRICS_PORT") or cls.metrics_port),
             allowed_registries=tuple(
                 p.strip() for p in (get("ALLOWED_REGISTRIES") or "").split(",") if p.strip()),
             workers=int(get("WORKERS") or cls.workers),

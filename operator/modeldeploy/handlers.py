@@ -13,11 +13,11 @@ from typing import Any
 
 import kopf
 
+from modeldeploy.api import GROUP, PLURAL, VERSION
 from modeldeploy.config import OperatorConfig
 from modeldeploy.controller.operator import CHILD_RESOURCES, MANAGED_SELECTOR, Operator
 from modeldeploy.core import render
 
-GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
 MANAGED = {render.LABEL_MANAGED: render.MANAGED_BY}
 
 _state: dict[str, Operator] = {}

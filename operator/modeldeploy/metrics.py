@@ -20,8 +20,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
 
 @dataclass(frozen=True)
 class StateView:
@@ -115,6 +113,10 @@ class Metrics:
             "modeldeploy_kube_writes_total",
             "Writes to the Kubernetes API by verb (apply, delete, status, event) and kind.",
             ["verb", "kind"], registry=self.registry)
+
+    def wrote(self, verb: str, kind: str) -> None:
+        """Count one successful write to the Kubernetes API."""
+        self.kube_writes.labels(verb, kind).inc()
 
     def watch_state(self, view: StateView) -> None:
         self.registry.register(_StateCollector(view))

@@ -122,9 +122,3 @@ def test_durations_parse(text: str, seconds: float) -> None:
 def test_bad_durations_are_named(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         durations.parse(text)
-
-
-@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (90, "1m30s"), (3600, "1h"),
-                                               (3725, "1h2m5s")])
-def test_format_seconds(seconds: float, text: str) -> None:
-    assert durations.format_seconds(seconds) == text

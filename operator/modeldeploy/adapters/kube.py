@@ -21,10 +21,11 @@ from typing import Any
 
 from kubernetes import client, config
 
+from modeldeploy.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
+
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "modeldeploy"
-GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
 
 #: kind -> (API path prefix, plural) for every kind the operator writes.
 KINDS: dict[str, tuple[str, str]] = {
@@ -34,7 +35,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
     "Secret": ("/api/v1", "secrets"),
     "Event": ("/api/v1", "events"),
-    "ModelDeployment": (f"/apis/{GROUP}/{VERSION}", PLURAL),
+    KIND: (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
 _RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
 
@@ -143,7 +144,7 @@ class Kube:
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> Any:
         """Write the complete status (merge patch: absent keys are sent as null)."""
         return await self._request(
-            "PATCH", self.path("ModelDeployment", namespace, name) + "/status",
+            "PATCH", self.path(KIND, namespace, name) + "/status",
             body={"status": status}, content_type="application/merge-patch+json")
 
     async def read_secret(self, namespace: str,
@@ -161,8 +162,8 @@ class Kube:
         event = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": owner.get("apiVersion", f"{GROUP}/{VERSION}"),
-                               "kind": "ModelDeployment", "name": meta["name"],
+            "involvedObject": {"apiVersion": owner.get("apiVersion", API_VERSION),
+                               "kind": KIND, "name": meta["name"],
                                "namespace": meta["namespace"], "uid": meta.get("uid"),
                                "resourceVersion": meta.get("resourceVersion")},
             "type": type_, "reason": reason, "message": message[:1024],

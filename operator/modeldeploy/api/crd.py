@@ -17,13 +17,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from modeldeploy.api import GROUP, KIND, PLURAL, VERSION
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
 
-GROUP = "modeldeploy.io"
-VERSION = "v1alpha1"
-KIND = "ModelDeployment"
-PLURAL = "modeldeployments"
 SINGULAR = "modeldeployment"
 SHORT_NAMES = ["mdep"]
 

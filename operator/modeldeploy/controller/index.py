@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeldeploy.api import KIND
 from modeldeploy.core import render
 from modeldeploy.core.world import Child
 
@@ -44,7 +45,7 @@ def child_of(kind: str, body: dict[str, Any]) -> Child:
 
 def owner_uid(body: dict[str, Any]) -> str | None:
     for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("kind") == "ModelDeployment" and ref.get("controller"):
+        if ref.get("kind") == KIND and ref.get("controller"):
             return str(ref["uid"])
     return None
 

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from modeldeploy.adapters.kube import ApiError, Kube
 from modeldeploy.adapters.registry import Registry
@@ -25,7 +26,7 @@ from modeldeploy.controller.queue import WorkQueue
 from modeldeploy.controller.reconciler import Reconciler, read_credentials
 from modeldeploy.controller.resolver import Resolver
 from modeldeploy.core import render
-from modeldeploy.metrics import CONTENT_TYPE, Metrics, StateView
+from modeldeploy.metrics import Metrics, StateView
 from modeldeploy.webhook import Receiver
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class Operator:
     def _metrics_app(self) -> web.Application:
         async def metrics(_: web.Request) -> web.Response:
             return web.Response(body=self.metrics.exposition(),
-                                headers={"Content-Type": CONTENT_TYPE})
+                                headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)
@@ -207,4 +208,4 @@ class Operator:
         with contextlib.suppress(Exception):
             await self.kube.post_event(body, type_="Warning", reason="ReconcileError",
                                        message=f"{type(exc).__name__}: {message}"[:1000])
-            self.metrics.kube_writes.labels("event", "Event").inc()
+            self.metrics.wrote("event", "Event")

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from modeldeploy.adapters.kube import ApiError, Kube
 from modeldeploy.adapters.registry import Credentials, ResolveKey
+from modeldeploy.api import KIND
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.config import OperatorConfig
@@ -124,9 +125,6 @@ class Reconciler:
         self.kube, self.index, self.resolver, self.config = kube, index, resolver, config
         self.metrics = metrics or Metrics()
 
-    def _wrote(self, verb: str, kind: str) -> None:
-        self.metrics.kube_writes.labels(verb, kind).inc()
-
     async def observe(self, body: dict[str, Any], key: Key) -> Observed:
         meta = body["metadata"]
         spec, spec_error = parse_spec(body.get("spec"))
@@ -164,12 +162,12 @@ class Reconciler:
         meta = body["metadata"]
         for manifest in plan.apply:
             applied = await self.kube.apply(manifest)
-            self._wrote("apply", manifest["kind"])
+            self.metrics.wrote("apply", manifest["kind"])
             if isinstance(applied, dict):
                 self.index.upsert_child(manifest["kind"], applied)
         for kind, name in plan.delete:
             if await self.kube.delete(kind, meta["namespace"], name):  # False: already gone
-                self._wrote("delete", kind)
+                self.metrics.wrote("delete", kind)
             self.index.deleted_by_us(str(meta["uid"]), kind, name)
         # Status before events: events are derived from status transitions, so once the new
         # status is stored a crash can only lose an event, never post it twice.
@@ -178,13 +176,13 @@ class Reconciler:
             patch: dict[str, Any] = {k: None for k in old if k not in new}
             patch.update(new)
             written = await self.kube.patch_status(meta["namespace"], meta["name"], patch)
-            self._wrote("status", "ModelDeployment")
+            self.metrics.wrote("status", KIND)
             if isinstance(written, dict):
                 self.index.upsert(written)
         for event in plan.events:
             try:
                 await self.kube.post_event(body, type_=event.type, reason=event.reason,
                                            message=event.message)
-                self._wrote("event", "Event")
+                self.metrics.wrote("event", "Event")
             except ApiError as exc:  # an event is not worth failing a reconcile for
                 log.warning("posting event %s failed: %s", event.reason, exc)

@@ -27,7 +27,7 @@ def set_condition(
 ) -> list[Condition]:
     """A copy of ``conditions`` with ``type_`` set (True/False, or Unknown for None)."""
     value = "Unknown" if status is None else ("True" if status else "False")
-    old = next((c for c in conditions if c.type == type_), None)
+    old = get(conditions, type_)
     since = timestamp(now) if old is None or old.status != value else old.lastTransitionTime
     new = Condition(
         type=type_, status=value, reason=reason, message=message,

@@ -17,11 +17,3 @@ def parse(text: str) -> float:
         raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h30m or 500ms")
     return sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
 
-
-def format_seconds(seconds: float) -> str:
-    """A short human form, e.g. 90 -> '1m30s'."""
-    total = round(seconds)
-    h, rem = divmod(total, 3600)
-    m, s = divmod(rem, 60)
-    parts = [f"{h}h" if h else "", f"{m}m" if m else "", f"{s}s" if s or not (h or m) else ""]
-    return "".join(parts)

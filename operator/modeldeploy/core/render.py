@@ -24,11 +24,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from modeldeploy.api import API_VERSION, GROUP, KIND
 from modeldeploy.api.spec import ModelDeploymentSpec, Probe, Router, Runtime
 from modeldeploy.core.world import RegistryTarget
 
-GROUP = "modeldeploy.io"
-API_VERSION = f"{GROUP}/v1alpha1"
 MANAGED_BY = "modeldeploy"
 
 LABEL_NAME = f"{GROUP}/name"  # the ModelDeployment's name
@@ -50,7 +49,7 @@ class Owner:
     uid: str
 
     def reference(self) -> dict[str, Any]:
-        return {"apiVersion": API_VERSION, "kind": "ModelDeployment", "name": self.name,
+        return {"apiVersion": API_VERSION, "kind": KIND, "name": self.name,
                 "uid": self.uid, "controller": True, "blockOwnerDeletion": True}
 
 

@@ -144,7 +144,8 @@ def _canary(v: ResolvedVersion, ts: str) -> Canary:
 
 
 def _info(v: VersionInfo) -> dict[str, Any]:
-    return {"version": v.version, "runId": v.runId, "source": v.source, "modelUri": v.modelUri}
+    """The VersionInfo part of a Stable or Canary."""
+    return v.model_dump(include=set(VersionInfo.model_fields))
 
 
 def _served(obs: Observed, v: VersionInfo) -> render.ServedVersion:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from modeldeploy.api import DEFAULT_MLFLOW_IMAGE
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
 
@@ -92,7 +93,7 @@ class Observed:
     registry: Resolution
     target: RegistryTarget
     children: tuple[Child, ...] = ()
-    default_image: str = "ghcr.io/mlflow/mlflow:v3.17.2"
+    default_image: str = DEFAULT_MLFLOW_IMAGE
 
     def deployment(self, version: str) -> Child | None:
         return next((c for c in self.children
