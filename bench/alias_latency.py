@@ -29,15 +29,13 @@ from bench.common import stack_with_operator
 from devstack.operator_process import WEBHOOK_SECRET
 from devstack.seed import mlflow_client, seed_model
 from devstack.stack import kubectl
-from tests.support.mdep import manifest, serving, wait_status
+from tests.support.mdep import manifest, serving, stable_version, status, wait_status
 
 
 def moves(custom: client.CustomObjectsApi, ml: MlflowClient, *,
           model: str, ns: str, count: int) -> list[float]:
     out = []
-    obj = custom.get_namespaced_custom_object("modeldeploy.io", "v1alpha1", ns,
-                                              "modeldeployments", "bench")
-    target = str(obj["status"]["stable"]["version"])
+    target = str(stable_version(status(custom, ns, "bench")))
     for _ in range(count):
         target = "2" if target == "1" else "1"
         ml.set_registered_model_alias(model, "champion", target)

@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubernetes import client
 
-from bench.common import stack_with_operator
-from bench.stack_start import group_rss_mib
+from bench.common import group_rss_mib, stack_with_operator
 from devstack import procs
 from devstack import stack as devstack
 from devstack.operator_process import OperatorProcess
 from devstack.seed import seed_model
 from devstack.stack import kubectl
+from modeldeploy.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 NAMESPACES = 10
 
@@ -63,7 +63,7 @@ def run(info: devstack.StackInfo, op: OperatorProcess, custom: client.CustomObje
         started = time.monotonic()
         for batch in range(0, args.count, 100):
             items = [{
-                "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+                "apiVersion": API_VERSION, "kind": KIND,
                 "metadata": {"name": f"md-{i}", "namespace": namespaces[i % NAMESPACES]},
                 "spec": {"model": {"name": models[i % args.models], "alias": "champion",
                                    "pollInterval": args.poll},
@@ -74,8 +74,7 @@ def run(info: devstack.StackInfo, op: OperatorProcess, custom: client.CustomObje
             peak = max(peak, group_rss_mib(pid))
         created = time.monotonic() - started
         while True:
-            listed = custom.list_cluster_custom_object("modeldeploy.io", "v1alpha1",
-                                                       "modeldeployments")["items"]
+            listed = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
             stable = sum(1 for o in listed if o["metadata"]["namespace"] in namespaces
                          and (o.get("status") or {}).get("phase") == "Stable")
             peak = max(peak, group_rss_mib(pid))

@@ -20,27 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import group_rss_mib
 from devstack import procs, stack
-
-
-def group_rss_mib(pgid: int) -> float:
-    """Resident memory of every process in process group ``pgid`` (MiB)."""
-    total_kib = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            # Field 5 (pgrp) comes after the parenthesised command name.
-            pgrp = int(stat.rsplit(")", 1)[1].split()[2])
-            if pgrp != pgid:
-                continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kib += int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total_kib / 1024
 
 
 def pods_ready_seconds(info: stack.StackInfo, replicas: int) -> float:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from mlflow.entities.webhook import WebhookEvent
@@ -25,28 +23,23 @@ from devstack import stack
 from devstack.operator_process import WEBHOOK_SECRET, OperatorProcess
 from devstack.seed import mlflow_client, seed_model
 from devstack.stack import kubectl
+from devstack.stackclient import Prometheus
 
 NAMESPACE = "modeldeploy-demo"
 MODEL = "fraud-scorer"
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _query(info: stack.StackInfo, promql: str, label: str) -> dict[str, float]:
-    url = f"{info.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback only
-        data = json.loads(resp.read())
-    return {r["metric"].get(label, ""): float(r["value"][1]) for r in data["data"]["result"]}
 
 
 def _rates(info: stack.StackInfo) -> dict[str, float]:
-    return _query(info, "sum by (version) "
-                  f'(rate(model_requests_total{{namespace="{NAMESPACE}"}}[3s]))', "version")
+    return Prometheus(info.prometheus_url).by_label(
+        f'sum by (version) (rate(model_requests_total{{namespace="{NAMESPACE}"}}[3s]))',
+        "version")
 
 
 def _operator_figures(info: stack.StackInfo) -> str:
-    writes = _query(info, "sum by (verb) (modeldeploy_kube_writes_total)", "verb")
-    polls = _query(info, "sum by (outcome) (modeldeploy_registry_polls_total)", "outcome")
-    hooks = _query(info, "sum by (result) (modeldeploy_webhook_deliveries_total)", "result")
+    prom = Prometheus(info.prometheus_url)
+    writes = prom.by_label("sum by (verb) (modeldeploy_kube_writes_total)", "verb")
+    polls = prom.by_label("sum by (outcome) (modeldeploy_registry_polls_total)", "outcome")
+    hooks = prom.by_label("sum by (result) (modeldeploy_webhook_deliveries_total)", "result")
 
     def fmt(d: dict[str, float]) -> str:
         return ", ".join(f"{k} {v:.0f}" for k, v in sorted(d.items())) or "none yet"
@@ -76,12 +69,9 @@ def main() -> int:
         return 1
     print(f"\nKubernetes {info.kubernetes_version}: real control plane, kwok nodes")
     print(f"MLflow {info.mlflow_tracking_uri}   Prometheus {info.prometheus_url}\n")
-    kubectl(info, "apply", "--server-side", "--force-conflicts", "-f",
-            str(REPO / "crds" / "modeldeployment.yaml"))
-    kubectl(info, "wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io")
+    stack.install_crd(info)
     operator = OperatorProcess.create(info, Path(info.state))  # make cluster-down stops it
-    operator.stop()
-    operator.start()
+    operator.start()  # and stops the one a previous demo left running
     print(f"operator running (log: {info.state}/logs/operator.log)")
     mlflow = mlflow_client(info)
     for hook in mlflow.list_webhooks():  # a previous demo's webhook names an old port

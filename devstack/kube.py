@@ -61,9 +61,11 @@ def _tls(pki: pki_mod.Pki) -> ssl.SSLContext:
     return ctx
 
 
-def kubectl(bins: Binaries, kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
+def kubectl(binary: Path | str, kubeconfig: Path | str, *args: str,
+            stdin: str | None = None) -> str:
+    """Run kubectl; StackError with kubectl's own error text when it fails."""
     result = subprocess.run(
-        [str(bins.kubectl), "--kubeconfig", str(kubeconfig), *args],
+        [str(binary), "--kubeconfig", str(kubeconfig), *args],
         input=stdin, capture_output=True, text=True, timeout=120,
     )
     if result.returncode != 0:
@@ -179,16 +181,16 @@ def start(bins: Binaries, *, state: Path, timeout: float = 120.0) -> ControlPlan
     procs.wait_until("kwok /healthz", lambda: procs.http_ok(
         f"http://127.0.0.1:{kwok_port}/healthz"), timeout=60, proc=kwok)
 
-    kubectl(bins, kubeconfig, "apply", "-f", "-", stdin=json.dumps(_nodes()))
+    kubectl(bins.kubectl, kubeconfig, "apply", "-f", "-", stdin=json.dumps(_nodes()))
     procs.wait_until(f"{NODE_COUNT} kwok nodes Ready", lambda: _nodes_ready(bins, kubeconfig),
                      timeout=60, proc=kwok)
     # The default ServiceAccount is what lets pods be admitted in a namespace at all.
     procs.wait_until("default ServiceAccount (token controller)", lambda: bool(kubectl(
-        bins, kubeconfig, "get", "serviceaccount", "default", "-o", "name")),
+        bins.kubectl, kubeconfig, "get", "serviceaccount", "default", "-o", "name")),
         timeout=60, proc=cm)
 
-    kubectl(bins, kubeconfig, "apply", "--server-side", "-f", str(bins.gateway_crds))
-    kubectl(bins, kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
+    kubectl(bins.kubectl, kubeconfig, "apply", "--server-side", "-f", str(bins.gateway_crds))
+    kubectl(bins.kubectl, kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
             "crd/httproutes.gateway.networking.k8s.io", "crd/gateways.gateway.networking.k8s.io")
     return ControlPlane(server=server, kubeconfig=kubeconfig)
 
@@ -220,7 +222,7 @@ def _nodes() -> dict[str, object]:
 
 
 def _nodes_ready(bins: Binaries, kubeconfig: Path) -> bool:
-    nodes = json.loads(kubectl(bins, kubeconfig, "get", "nodes", "-o", "json"))["items"]
+    nodes = json.loads(kubectl(bins.kubectl, kubeconfig, "get", "nodes", "-o", "json"))["items"]
     ready = [
         n for n in nodes
         if any(c["type"] == "Ready" and c["status"] == "True"

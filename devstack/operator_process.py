@@ -53,6 +53,9 @@ class OperatorProcess:
         return env
 
     def start(self) -> None:
+        # One operator per stack: a previous one (`make demo` runs it in the stack's own state)
+        # would reconcile the same objects and post every event twice.
+        procs.stop(Path(self.stack.state), "operator")
         kopf = Path(sys.executable).parent / "kopf"
         self.proc = procs.start("operator", [
             str(kopf), "run", "--standalone", "--all-namespaces",

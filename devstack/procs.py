@@ -92,7 +92,7 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def _group_members(pgid: int, *, since: int) -> list[int]:
+def group_members(pgid: int, *, since: int) -> list[int]:
     """Pids in process group ``pgid`` that started at or after tick ``since``."""
     members = []
     for entry in Path("/proc").iterdir():
@@ -107,17 +107,20 @@ def _group_members(pgid: int, *, since: int) -> list[int]:
     return members
 
 
-def _recorded(state: Path, name: str) -> int | None:
-    """The pid recorded for ``name`` if that very process (same start time) still exists."""
-    path = _pid_file(state, name)
+def _read_pidfile(path: Path) -> tuple[int, int | None] | None:
+    """(pid, start ticks) as recorded, or None without a pidfile."""
     if not path.exists():
         return None
     fields = path.read_text().split()
-    pid = int(fields[0])
-    ticks = int(fields[1]) if len(fields) > 1 and fields[1] != "None" else None
-    if not alive(pid) or ticks is None or _start_ticks(pid) != ticks:
+    return int(fields[0]), int(fields[1]) if len(fields) > 1 and fields[1] != "None" else None
+
+
+def _same_process(recorded: tuple[int, int | None] | None) -> int | None:
+    """The recorded pid if that very process (same start time) still exists."""
+    if recorded is None:
         return None
-    return pid
+    pid, ticks = recorded
+    return pid if ticks is not None and alive(pid) and _start_ticks(pid) == ticks else None
 
 
 def alive(pid: int) -> bool:
@@ -143,25 +146,25 @@ def alive(pid: int) -> bool:
 
 def running(state: Path, name: str) -> int | None:
     """The pid recorded for ``name`` if that process is still alive."""
-    return _recorded(state, name)
+    return _same_process(_read_pidfile(_pid_file(state, name)))
 
 
 def stop(state: Path, name: str, *, timeout: float = 15.0) -> bool:
     """SIGTERM the process group we started as ``name``; SIGKILL it after ``timeout``."""
     path = _pid_file(state, name)
-    if not path.exists():
+    recorded = _read_pidfile(path)
+    if recorded is None:
         return False
-    fields = path.read_text().split()
-    pid = _recorded(state, name)
+    pid = _same_process(recorded)
     path.unlink()
     if pid is None:
         # The leader is gone. Its children may live on in its group: if no process owns the
         # pid at all, a group with that id can only be the one our leader created (Linux does
         # not hand out a pid that is still in use as a process-group id). If the pid is alive
         # with another start time, it belongs to a stranger and nothing is signalled.
-        leader = int(fields[0])
-        if len(fields) > 1 and fields[1] != "None" and not alive(leader):
-            for member in _group_members(leader, since=int(fields[1])):
+        leader, ticks = recorded
+        if ticks is not None and not alive(leader):
+            for member in group_members(leader, since=ticks):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(member, signal.SIGKILL)
         return False

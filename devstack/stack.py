@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -56,9 +55,18 @@ class StackInfo:
 
 
 def kubectl(info: StackInfo, *args: str, stdin: str | None = None) -> str:
-    """Run the stack's kubectl against it; CalledProcessError (with stderr) on failure."""
-    return subprocess.run([info.kubectl, "--kubeconfig", info.kubeconfig, *args], input=stdin,
-                          text=True, capture_output=True, check=True).stdout
+    """Run the stack's kubectl against it; StackError (with kubectl's message) on failure."""
+    return kube.kubectl(info.kubectl, info.kubeconfig, *args, stdin=stdin)
+
+
+CRD = Path(__file__).resolve().parent.parent / "crds" / "modeldeployment.yaml"
+
+
+def install_crd(info: StackInfo) -> None:
+    """The ModelDeployment CRD from crds/, applied and Established."""
+    kubectl(info, "apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    kubectl(info, "wait", "--for=condition=Established", "--timeout=60s",
+            "crd/modeldeployments.modeldeploy.io")
 
 
 def info_path(state: Path | None = None) -> Path:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +21,7 @@ from devstack import procs
 from devstack import stack as devstack
 from devstack.operator_process import OperatorProcess
 from devstack.stack import StackInfo
-from tests.support.stackclient import Prometheus, Traffic
-
-REPO = Path(__file__).resolve().parents[2]
+from devstack.stackclient import Prometheus, Traffic
 
 
 @pytest.fixture(scope="session")
@@ -45,20 +41,13 @@ def stack() -> Iterator[StackInfo]:
 @pytest.fixture(scope="session")
 def crd(stack: StackInfo) -> None:
     """The ModelDeployment CRD from crds/, installed and Established."""
-    kubectl = Kubectl(stack)
-    kubectl("apply", "--server-side", "--force-conflicts", "-f",
-            str(REPO / "crds" / "modeldeployment.yaml"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s",
-            "crd/modeldeployments.modeldeploy.io")
+    devstack.install_crd(stack)
 
 
 @pytest.fixture(scope="session")
 def operator(stack: StackInfo, crd: None,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """The operator under test, a real `kopf run` process for the whole session."""
-    # A reused stack may still run the operator `make demo` started: two operators would
-    # both reconcile (and both post events).
-    procs.stop(Path(stack.state), "operator")
     proc = OperatorProcess.create(stack, tmp_path_factory.mktemp("operator"))
     proc.start()
     try:
@@ -102,14 +91,11 @@ class Kubectl:
         self.stack, self.namespace = stack, namespace
 
     def __call__(self, *args: str, stdin: str | None = None) -> str:
-        argv = [self.stack.kubectl, "--kubeconfig", self.stack.kubeconfig]
-        if self.namespace:
-            argv += ["-n", self.namespace]
-        out = subprocess.run([*argv, *args], input=stdin, capture_output=True, text=True,
-                             timeout=120)
-        if out.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {out.stderr.strip()}")
-        return out.stdout
+        scope = ("-n", self.namespace) if self.namespace else ()
+        try:
+            return devstack.kubectl(self.stack, *scope, *args, stdin=stdin)
+        except procs.StackError as exc:  # in a test, a failed kubectl is a failed assertion
+            raise AssertionError(str(exc)) from exc
 
 
 @pytest.fixture()

@@ -14,20 +14,19 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from kubernetes import client
-from mlflow import MlflowClient
 
 from devstack import build, procs, services
 from devstack.operator_process import WEBHOOK_SECRET, OperatorProcess
 from devstack.seed import mlflow_client, seed_model
 from devstack.stack import StackInfo
+from devstack.stackclient import Prometheus
+from modeldeploy.api import GROUP, PLURAL, VERSION
 from tests.integration.conftest import Kubectl
 from tests.support.mdep import (
-    GROUP,
-    PLURAL,
-    VERSION,
     condition,
     events,
     get,
@@ -37,19 +36,16 @@ from tests.support.mdep import (
     wait_status,
 )
 from tests.support.scrape import scrape, total
-from tests.support.stackclient import Prometheus
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-def mlflow(stack: StackInfo) -> MlflowClient:
-    return mlflow_client(stack)
-
-
 def spec(model_name: str, *, poll: str = "2s", replicas: int = 2,
-         **extra: Any) -> dict[str, Any]:
-    model_ref: dict[str, Any] = {"name": model_name, "alias": "champion", "pollInterval": poll}
+         select: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    """A spec tracking ``select`` (default @champion) of ``model_name``."""
+    model_ref: dict[str, Any] = {"name": model_name, **(select or {"alias": "champion"}),
+                                 "pollInterval": poll}
     model_ref.update(extra.pop("model", {}))
     return {"model": model_ref, "serving": {"replicas": replicas, **extra.pop("serving", {})},
             **extra}
@@ -114,7 +110,7 @@ def test_alias_move_is_followed_by_polling(
 ) -> None:
     model, (_, v2) = deploy_stable(stack, kubectl, custom, namespace, versions=2)
 
-    mlflow(stack).set_registered_model_alias(model, "champion", v2["version"])
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2["version"])
     moved = time.monotonic()
     st = wait_status(custom, namespace, "scorer", serving("2"), timeout=60,
                      what="version 2 Stable after the alias moved")
@@ -138,9 +134,8 @@ def test_version_latest_follows_each_new_registration(
 ) -> None:
     model = f"fraud-{namespace}"
     seed_model(stack, name=model)
-    body = spec(model)
-    body["model"] = {"name": model, "version": "latest", "pollInterval": "2s"}
-    kubectl("apply", "-f", "-", stdin=manifest("scorer", body))
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model, select={
+        "version": "latest"})))
     st = wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
     assert st["selector"] == "latest"
 
@@ -156,13 +151,13 @@ def test_version_latest_follows_each_new_registration(
 def mlflow_webhook(stack: StackInfo, operator: OperatorProcess) -> Any:
     from mlflow.entities.webhook import WebhookEvent
 
-    hook = mlflow(stack).create_webhook(
+    hook = mlflow_client(stack).create_webhook(
         name=f"modeldeploy-{uuid.uuid4().hex[:6]}", url=operator.webhook_url,
         events=[WebhookEvent("model_version_alias", "created"),
                 WebhookEvent("model_version_alias", "deleted")],
         secret=WEBHOOK_SECRET)
     yield hook
-    mlflow(stack).delete_webhook(hook.webhook_id)
+    mlflow_client(stack).delete_webhook(hook.webhook_id)
 
 
 def test_alias_move_is_followed_at_once_via_webhook(
@@ -172,7 +167,7 @@ def test_alias_move_is_followed_at_once_via_webhook(
     # A 10-minute poll: only the webhook can explain a switch within the timeout below.
     model, (_, v2) = deploy_stable(stack, kubectl, custom, namespace, versions=2, poll="10m")
 
-    mlflow(stack).set_registered_model_alias(model, "champion", v2["version"])
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2["version"])
     moved = time.monotonic()
     wait_status(custom, namespace, "scorer", serving("2"), timeout=60,
                 what="version 2 Stable long before the 10-minute poll")
@@ -222,7 +217,7 @@ def test_operator_metrics_tell_what_serves_and_what_was_done(
 ) -> None:
     before = scrape(operator.metrics_url)
     model, (_, v2) = deploy_stable(stack, kubectl, custom, namespace, versions=2)
-    mlflow(stack).set_registered_model_alias(model, "champion", v2["version"])
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2["version"])
     wait_status(custom, namespace, "scorer", serving("2"), timeout=60, what="version 2 Stable")
 
     info = "modeldeploy_model_deployment_info"
@@ -262,7 +257,7 @@ def test_missing_alias_degrades_while_the_version_keeps_serving(
 ) -> None:
     model, _ = deploy_stable(stack, kubectl, custom, namespace)
 
-    mlflow(stack).delete_registered_model_alias(model, "champion")
+    mlflow_client(stack).delete_registered_model_alias(model, "champion")
     st = wait_status(custom, namespace, "scorer", lambda s: s.get("phase") == "Degraded",
                      what="Degraded after the alias was deleted")
     ready = condition(st, "Ready")
@@ -275,7 +270,7 @@ def test_missing_alias_degrades_while_the_version_keeps_serving(
     assert ("Warning", "AliasNotFound") in [(t, r) for t, r, _ in
                                             events(core, namespace, "scorer")]
 
-    mlflow(stack).set_registered_model_alias(model, "champion", "1")
+    mlflow_client(stack).set_registered_model_alias(model, "champion", "1")
     wait_status(custom, namespace, "scorer", serving("1"), what="Stable again")
 
 
@@ -297,11 +292,11 @@ def test_deleted_pinned_version_degrades_and_keeps_serving(
     model = f"fraud-{namespace}"
     seed_model(stack, name=model)
     seed_model(stack, name=model)
-    pinned = {"name": model, "version": "1", "pollInterval": "2s"}
-    kubectl("apply", "-f", "-", stdin=manifest("scorer", {"model": pinned}))
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model, select={"version": "1"},
+                                                                replicas=1)))
     wait_status(custom, namespace, "scorer", serving("1"), what="pinned version 1 Stable")
 
-    mlflow(stack).delete_model_version(model, "1")
+    mlflow_client(stack).delete_model_version(model, "1")
     st = wait_status(custom, namespace, "scorer",
                      lambda s: condition(s, "Ready").get("reason") == "VersionNotFound",
                      what="VersionNotFound after the pinned version was deleted")
@@ -310,7 +305,7 @@ def test_deleted_pinned_version_degrades_and_keeps_serving(
 
 
 def _restart_mlflow(stack: StackInfo) -> None:
-    port = int(stack.mlflow_tracking_uri.rsplit(":", 1)[1])
+    port = urlsplit(stack.mlflow_tracking_uri).port
     venv = build.mlflow_venv_dir()
     services.start_mlflow(venv, state=Path(stack.state), port=port)
 
@@ -470,7 +465,7 @@ def test_operator_kill_and_restart_changes_nothing(
         "a restarted operator must find everything as it left it and write nothing"
     assert snapshot() == before
 
-    mlflow(stack).set_registered_model_alias(model, "champion", v2["version"])
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2["version"])
     wait_status(custom, namespace, "scorer", serving("2"), what="restarted operator works")
 
 

@@ -13,26 +13,26 @@ from tests.support.wait import eventually
 
 def test_stop_ends_the_whole_group_it_started(tmp_path: Path) -> None:
     proc = procs.start("sleeper", ["bash", "-c", "sleep 300 & sleep 300 & wait"], state=tmp_path)
-    eventually(lambda: len(procs._group_members(proc.pid, since=0)) == 3, timeout=5,
+    eventually(lambda: len(procs.group_members(proc.pid, since=0)) == 3, timeout=5,
                what="leader and two children running")
     assert procs.running(tmp_path, "sleeper") == proc.pid
 
     assert procs.stop(tmp_path, "sleeper")
-    eventually(lambda: not procs._group_members(proc.pid, since=0), timeout=10,
+    eventually(lambda: not procs.group_members(proc.pid, since=0), timeout=10,
                what="every member of the group gone")
     assert procs.running(tmp_path, "sleeper") is None
 
 
 def test_orphaned_children_of_a_dead_leader_are_swept(tmp_path: Path) -> None:
     proc = procs.start("sleeper", ["bash", "-c", "sleep 300 & sleep 300 & wait"], state=tmp_path)
-    eventually(lambda: len(procs._group_members(proc.pid, since=0)) == 3, timeout=5,
+    eventually(lambda: len(procs.group_members(proc.pid, since=0)) == 3, timeout=5,
                what="leader and two children running")
     os.kill(proc.pid, signal.SIGKILL)
     eventually(lambda: procs.running(tmp_path, "sleeper") is None, timeout=5,
                what="leader dead")
 
     procs.stop(tmp_path, "sleeper")
-    eventually(lambda: not [p for p in procs._group_members(proc.pid, since=0)
+    eventually(lambda: not [p for p in procs.group_members(proc.pid, since=0)
                             if procs.alive(p) and not _zombie(p)],
                timeout=10, what="children swept")
 

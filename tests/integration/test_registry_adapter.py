@@ -21,8 +21,7 @@ def _operator_http_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 
 
-def key(stack: StackInfo, model: str, kind: str, value: str = "") -> ResolveKey:
-    uri = stack.mlflow_tracking_uri
+def key(uri: str, model: str, kind: str, value: str = "") -> ResolveKey:
     return ResolveKey(tracking_uri=uri, registry_uri=uri, model=model, kind=kind, value=value)
 
 
@@ -33,7 +32,7 @@ def test_every_selector_kind_resolves_and_misses_are_classified(stack: StackInfo
     registry = Registry(timeout=10)
 
     async def resolve(kind: str, value: str = "", name: str = model) -> tuple[str, str, str]:
-        res = await registry.resolve(key(stack, name, kind, value), None)
+        res = await registry.resolve(key(stack.mlflow_tracking_uri, name, kind, value), None)
         return (res.outcome.value, res.reason, res.version.version if res.version else "")
 
     async def scenario() -> dict[str, tuple[str, str, str]]:
@@ -63,7 +62,7 @@ def test_version_details_carry_metrics_signature_and_input_example(stack: StackI
     model = f"adapter-details-{uuid.uuid4().hex[:6]}"
     seeded = seed_model(stack, name=model, alias="champion", metrics={"rmse": 0.27, "auc": 0.91})
     registry = Registry(timeout=10)
-    k = key(stack, model, "alias", "champion")
+    k = key(stack.mlflow_tracking_uri, model, "alias", "champion")
 
     async def scenario() -> object:
         res = await registry.resolve(k, None)
@@ -78,13 +77,9 @@ def test_version_details_carry_metrics_signature_and_input_example(stack: StackI
 
 def test_an_unreachable_registry_is_an_answer_not_an_exception() -> None:
     res = asyncio.run(Registry(timeout=5).resolve(
-        ResolveKey("http://127.0.0.1:9", "http://127.0.0.1:9", "m", "alias", "a"), None))
+        key("http://127.0.0.1:9", "m", "alias", "a"), None))
     assert res.outcome is RegistryOutcome.UNREACHABLE
     assert res.reason == "RegistryUnreachable" and "127.0.0.1:9" in res.message
-
-
-def _port(url: str) -> int:
-    return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
 def test_a_dropped_connection_is_retried_not_reported_as_an_outage(stack: StackInfo) -> None:
@@ -94,18 +89,16 @@ def test_a_dropped_connection_is_retried_not_reported_as_an_outage(stack: StackI
     seeded = seed_model(stack, name=model, alias="champion")
     registry = Registry(timeout=10)
 
-    with drop_proxy(_port(stack.mlflow_tracking_uri), drop=1) as proxy:
-        url = f"http://127.0.0.1:{proxy.port}"
+    with drop_proxy(stack.mlflow_tracking_uri, drop=1) as proxy:
         res = asyncio.run(registry.resolve(
-            ResolveKey(url, url, model, "alias", "champion"), None))
+            key(proxy.url, model, "alias", "champion"), None))
         assert proxy.dropped == 1 and proxy.connections >= 2
     assert (res.outcome, res.reason) == (RegistryOutcome.OK, "Resolved"), res.message
     assert res.version is not None and res.version.run_id == seeded["run_id"]
 
-    with drop_proxy(_port(stack.mlflow_tracking_uri), drop=-1) as proxy:
-        url = f"http://127.0.0.1:{proxy.port}"
+    with drop_proxy(stack.mlflow_tracking_uri, drop=-1) as proxy:
         res = asyncio.run(registry.resolve(
-            ResolveKey(url, url, model, "alias", "champion"), None))
+            key(proxy.url, model, "alias", "champion"), None))
         assert proxy.dropped == 2, "one retry, not more"
     assert (res.outcome, res.reason) == (RegistryOutcome.UNREACHABLE, "RegistryUnreachable")
     assert "without response" in res.message, res.message
@@ -116,10 +109,9 @@ def test_a_hanging_registry_is_not_asked_twice(
     """A read timeout is an answer ("no answer"), not a drop: retrying would double the wait
     and hold a registry thread past the operator's own timeout."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
-    with drop_proxy(_port(stack.mlflow_tracking_uri), drop=-1, hang=True) as proxy:
-        url = f"http://127.0.0.1:{proxy.port}"
+    with drop_proxy(stack.mlflow_tracking_uri, drop=-1, hang=True) as proxy:
         res = asyncio.run(Registry(timeout=10).resolve(
-            ResolveKey(url, url, "any-model", "alias", "champion"), None))
+            key(proxy.url, "any-model", "alias", "champion"), None))
         assert proxy.connections == 1, "asked once"
     assert (res.outcome, res.reason) == (RegistryOutcome.UNREACHABLE, "RegistryUnreachable")
     assert "timed out" in res.message, res.message

@@ -17,8 +17,8 @@ from devstack import versions
 from devstack.kwok_stages import FAIL_LABEL, FAIL_VALUE
 from devstack.seed import mlflow_client, seed_model
 from devstack.stack import StackInfo
+from devstack.stackclient import Prometheus, Traffic
 from tests.integration.conftest import Kubectl, condition
-from tests.support.stackclient import Prometheus, Traffic
 from tests.support.wait import eventually
 
 RESTRICTED_CONTAINER = {

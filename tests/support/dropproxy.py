@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:
@@ -29,8 +30,8 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
 
 
 class DropProxy:
-    def __init__(self, upstream_port: int, *, drop: int, hang: bool = False) -> None:
-        self.upstream_port = upstream_port
+    def __init__(self, upstream: str, *, drop: int, hang: bool = False) -> None:
+        self.upstream_port = urlsplit(upstream).port
         self.remaining_drops = drop
         self.hang = hang
         self._held: list[socket.socket] = []
@@ -38,6 +39,7 @@ class DropProxy:
         self.dropped = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -75,9 +77,10 @@ class DropProxy:
 
 
 @contextmanager
-def drop_proxy(upstream_port: int, *, drop: int, hang: bool = False) -> Iterator[DropProxy]:
-    """``drop`` < 0 drops every connection."""
-    proxy = DropProxy(upstream_port, drop=drop, hang=hang)
+def drop_proxy(upstream: str, *, drop: int, hang: bool = False) -> Iterator[DropProxy]:
+    """A proxy in front of the server at URL ``upstream``; ``drop`` < 0 drops every
+    connection."""
+    proxy = DropProxy(upstream, drop=drop, hang=hang)
     proxy.start()
     try:
         yield proxy

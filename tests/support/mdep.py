@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
 
+from modeldeploy.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from tests.support.wait import eventually
-
-GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
 
 
 def manifest(name: str, spec: dict[str, Any]) -> str:
-    return json.dumps({"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment",
+    return json.dumps({"apiVersion": API_VERSION, "kind": KIND,
                        "metadata": {"name": name}, "spec": spec})
 
 
@@ -44,12 +42,6 @@ def stable_version(st: dict[str, Any]) -> str | None:
 
 def serving(version: str) -> Callable[[dict[str, Any]], bool]:
     return lambda st: st.get("phase") == "Stable" and stable_version(st) == version
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    started = time.monotonic()
-    fn()
-    return time.monotonic() - started
 
 
 def events(core: client.CoreV1Api, namespace: str, name: str) -> list[tuple[str, str, str]]:
