@@ -10,9 +10,9 @@ import pytest
 from modeldeploy.adapters.registry import Credentials, ResolveKey
 from modeldeploy.controller.index import Index
 from modeldeploy.controller.queue import WorkQueue
-from modeldeploy.controller.resolver import Resolver
 from modeldeploy.core import render
 from modeldeploy.core.world import RegistryOutcome, Resolution, ResolvedVersion
+from tests.unit.fakeresolver import KEY, Clock, FakeRegistry, make_resolver
 
 
 def run(coro: Any) -> Any:
@@ -122,46 +122,10 @@ def test_unowned_children_are_not_indexed() -> None:
 # --- resolver ------------------------------------------------------------------------------
 
 
-KEY = ResolveKey("http://r", "http://r", "fraud", "alias", "champion")
-
-
-class FakeRegistry:
-    def __init__(self) -> None:
-        self.answer = "1"
-        self.calls = 0
-        self.down = False
-
-    async def resolve(self, key: ResolveKey, creds: Credentials | None) -> Resolution:
-        self.calls += 1
-        await asyncio.sleep(0)
-        if self.down:
-            return Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryUnreachable")
-        return Resolution(outcome=RegistryOutcome.OK, reason="Resolved", version=ResolvedVersion(
-            self.answer, "run", "src", f"models:/fraud/{self.answer}"))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def _no_creds(_: ResolveKey) -> Credentials | None:
-    return None
-
-
-def _resolver(registry: FakeRegistry, woken: list[tuple[str, str]],
-              clock: Clock) -> Resolver:
-    return Resolver(registry, wake=woken.append, credentials=_no_creds,  # type: ignore[arg-type]
-                    clock=clock)
-
-
 def test_many_subscribers_share_one_resolution() -> None:
     async def scenario() -> tuple[int, int]:
         registry, woken, clock = FakeRegistry(), [], Clock()
-        resolver = _resolver(registry, woken, clock)
+        resolver = make_resolver(registry, woken, clock)
         objs = [("ns", f"md{i}") for i in range(100)]
         for obj in objs:
             resolver.subscribe(obj, KEY, 30.0)
@@ -176,7 +140,7 @@ def test_many_subscribers_share_one_resolution() -> None:
 def test_changes_wake_every_subscriber_and_repeats_wake_nobody() -> None:
     async def scenario() -> list[tuple[str, str]]:
         registry, woken, clock = FakeRegistry(), [], Clock()
-        resolver = _resolver(registry, woken, clock)
+        resolver = make_resolver(registry, woken, clock)
         resolver.subscribe(("ns", "a"), KEY, 30.0)
         resolver.subscribe(("ns", "b"), KEY, 30.0)
         await resolver.ensure(KEY)
@@ -199,7 +163,7 @@ def test_failures_back_off_but_never_beyond_the_poll_interval() -> None:
     async def scenario() -> list[float]:
         registry, woken, clock = FakeRegistry(), [], Clock()
         registry.down = True
-        resolver = _resolver(registry, woken, clock)
+        resolver = make_resolver(registry, woken, clock)
         resolver.subscribe(("ns", "a"), KEY, 10.0)
         delays = []
         for _ in range(6):
@@ -213,7 +177,7 @@ def test_failures_back_off_but_never_beyond_the_poll_interval() -> None:
 
 def test_unsubscribing_the_last_object_drops_the_key() -> None:
     async def scenario() -> dict[str, int]:
-        resolver = _resolver(FakeRegistry(), [], Clock())
+        resolver = make_resolver(FakeRegistry(), [], Clock())
         resolver.subscribe(("ns", "a"), KEY, 30.0)
         other = ResolveKey("http://r", "http://r", "fraud", "alias", "challenger")
         resolver.subscribe(("ns", "a"), other, 30.0)  # spec changed: moves the subscription
@@ -276,7 +240,7 @@ class SlowRegistry(FakeRegistry):
 def test_a_webhook_during_an_in_flight_poll_is_not_lost() -> None:
     async def scenario() -> str | None:
         registry, woken, clock = SlowRegistry(), [], Clock()
-        resolver = _resolver(registry, woken, clock)
+        resolver = make_resolver(registry, woken, clock)
         resolver.subscribe(("ns", "a"), KEY, 600.0)
         first = asyncio.create_task(resolver.ensure(KEY))
         await asyncio.sleep(0.01)  # the poll has read alias -> "1" and waits on the network
@@ -296,7 +260,7 @@ def test_a_webhook_during_an_in_flight_poll_is_not_lost() -> None:
 def test_unsubscribing_never_cancels_a_poll_someone_awaits() -> None:
     async def scenario() -> str:
         registry, woken, clock = SlowRegistry(), [], Clock()
-        resolver = _resolver(registry, woken, clock)
+        resolver = make_resolver(registry, woken, clock)
         resolver.subscribe(("ns", "a"), KEY, 30.0)
         waiting = asyncio.create_task(resolver.ensure(KEY))
         await asyncio.sleep(0.01)
@@ -315,7 +279,7 @@ def test_a_registry_bug_becomes_an_answer_not_a_crash() -> None:
 
     async def scenario() -> tuple[str, float]:
         clock = Clock()
-        resolver = _resolver(Broken(), [], clock)
+        resolver = make_resolver(Broken(), [], clock)
         resolver.subscribe(("ns", "a"), KEY, 30.0)
         res = await resolver.ensure(KEY)
         return res.reason, resolver._entries[KEY].due - clock.now

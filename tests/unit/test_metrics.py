@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
-from modeldeploy.adapters.registry import Credentials, ResolveKey
-from modeldeploy.controller.resolver import Resolver
-from modeldeploy.core.world import RegistryOutcome, Resolution, ResolvedVersion
 from modeldeploy.metrics import Metrics, StateView
 from tests.support.scrape import parse, total
-
-KEY = ResolveKey("http://mlflow", "http://mlflow", "fraud", "alias", "champion")
+from tests.unit.fakeresolver import KEY, Clock, FakeRegistry, make_resolver
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -57,32 +54,15 @@ def test_state_is_read_at_scrape_time() -> None:
     assert total(after, "modeldeploy_model_deployment_info", name="b") == 1
 
 
-class FlakyRegistry:
-    def __init__(self) -> None:
-        self.down = False
-
-    async def resolve(self, key: ResolveKey, creds: Credentials | None) -> Resolution:
-        if self.down:
-            return Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryUnreachable")
-        return Resolution(outcome=RegistryOutcome.OK, reason="Resolved",
-                          version=ResolvedVersion("1", "run", "src", "models:/fraud/1"))
-
-
-async def _no_creds(_: ResolveKey) -> Credentials | None:
-    return None
-
-
 def test_registry_polls_are_counted_by_outcome_and_reason() -> None:
-    metrics, registry = Metrics(), FlakyRegistry()
+    metrics, registry = Metrics(), FakeRegistry()
 
     async def scenario() -> None:
-        resolver = Resolver(registry, wake=lambda _: None,  # type: ignore[arg-type]
-                            credentials=_no_creds, metrics=metrics)
-        resolver.subscribe(("ns", "a"), KEY, 30.0)
+        resolver = make_resolver(registry, [], Clock(), metrics=metrics)
         await resolver.ensure(KEY)
         registry.down = True
-        await resolver._start(KEY, resolver._entries[KEY])
-        await resolver._start(KEY, resolver._entries[KEY])
+        await resolver.ensure(replace(KEY, value="challenger"))
+        await resolver.ensure(replace(KEY, value="shadow"))
 
     asyncio.run(scenario())
     got = samples(metrics)
