@@ -28,7 +28,7 @@ class Flaky(Kube):
 def test_transient_errors_are_retried(status: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
     kube = Flaky([status, status])
-    assert asyncio.run(kube._request("PATCH", "/x")) == {"ok": True}
+    assert asyncio.run(kube.request("PATCH", "/x")) == {"ok": True}
     assert kube.calls == 3  # type: ignore[attr-defined]
 
 
@@ -37,7 +37,7 @@ def test_client_errors_are_not_retried(status: int, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
     kube = Flaky([status])
     with pytest.raises(ApiError):
-        asyncio.run(kube._request("PATCH", "/x"))
+        asyncio.run(kube.request("PATCH", "/x"))
     assert kube.calls == 1  # type: ignore[attr-defined]
 
 
@@ -45,7 +45,7 @@ def test_retries_give_up_after_the_attempt_limit(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
     kube = Flaky([409] * 10)
     with pytest.raises(ApiError):
-        asyncio.run(kube._request("PATCH", "/x"))
+        asyncio.run(kube.request("PATCH", "/x"))
     assert kube.calls == kube.attempts  # type: ignore[attr-defined]
 
 

@@ -86,7 +86,7 @@ class Kube:
                 raise ApiError(resp.status, "", text[:500]) from None
         return json.loads(text) if text else None
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         delay = 0.2
         for attempt in range(1, self.attempts + 1):
             try:
@@ -110,7 +110,7 @@ class Kube:
     async def apply(self, manifest: dict[str, Any]) -> Any:
         """Server-side apply ``manifest`` as our field manager (force: we own these objects)."""
         meta = manifest["metadata"]
-        return await self._request(
+        return await self.request(
             "PATCH", self.path(manifest["kind"], meta["namespace"], meta["name"]),
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             body=manifest, content_type="application/apply-patch+yaml")
@@ -121,7 +121,7 @@ class Kube:
         resourceVersion (([], None) when the kind is not served, e.g. no Gateway API CRDs)."""
         prefix, plural = KINDS[kind]
         try:
-            listed = await self._request("GET", f"{prefix}/{plural}",
+            listed = await self.request("GET", f"{prefix}/{plural}",
                                          query=[("labelSelector", label_selector)])
         except ApiError as exc:
             if exc.status == 404:
@@ -133,7 +133,7 @@ class Kube:
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete (background propagation). False when it was already gone."""
         try:
-            await self._request("DELETE", self.path(kind, namespace, name),
+            await self.request("DELETE", self.path(kind, namespace, name),
                                 body={"propagationPolicy": "Background"})
         except ApiError as exc:
             if exc.status == 404:
@@ -143,14 +143,14 @@ class Kube:
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> Any:
         """Write the complete status (merge patch: absent keys are sent as null)."""
-        return await self._request(
+        return await self.request(
             "PATCH", self.path(KIND, namespace, name) + "/status",
             body={"status": status}, content_type="application/merge-patch+json")
 
     async def read_secret(self, namespace: str,
                           name: str) -> tuple[dict[str, str], dict[str, str]]:
         """(decoded data, labels) of a Secret."""
-        secret = await self._request("GET", self.path("Secret", namespace, name))
+        secret = await self.request("GET", self.path("Secret", namespace, name))
         data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
         return data, dict((secret.get("metadata") or {}).get("labels") or {})
 
@@ -174,4 +174,4 @@ class Kube:
             "firstTimestamp": now[:19] + "Z", "lastTimestamp": now[:19] + "Z",
             "eventTime": now, "count": 1,
         }
-        await self._request("POST", self.path("Event", meta["namespace"]), body=event)
+        await self.request("POST", self.path("Event", meta["namespace"]), body=event)
