@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from modeldeploy.api import DEFAULT_MLFLOW_IMAGE
 
@@ -30,6 +31,9 @@ class OperatorConfig:
     workers: int = 4
     registry_timeout: float = 15.0
     resync_seconds: float = 300.0
+    #: How long a registry "not found" (or refused credentials) may last before the object
+    #: is Stalled (kstatus: Failed): long enough for a model that is being registered.
+    stall_after: float = 120.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -54,4 +58,39 @@ class OperatorConfig:
             workers=int(get("WORKERS") or cls.workers),
             registry_timeout=float(get("REGISTRY_TIMEOUT") or cls.registry_timeout),
             resync_seconds=float(get("RESYNC_SECONDS") or cls.resync_seconds),
+            stall_after=float(get("STALL_AFTER_SECONDS") or cls.stall_after),
         )
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _parts(uri: str) -> tuple[str, str, int | None, str] | None:
+    """(scheme, host, port, path) of an http(s) URL; None when it is not one (or its port is
+    not a number)."""
+    try:
+        split = urlsplit(uri.strip())
+        port = split.port
+    except ValueError:
+        return None
+    scheme = split.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not split.hostname:
+        return None
+    return (scheme, split.hostname.lower(), port or _DEFAULT_PORTS[scheme],
+            split.path.rstrip("/"))
+
+
+def registry_allowed(uri: str, allowed: Iterable[str]) -> bool:
+    """Whether ``uri`` is one of the ``allowed`` registries: the same scheme, host and port,
+    and a path at or below the allowed path (whole segments). Compared parsed, never as
+    string prefixes: ``https://mlflow.corp`` must not admit ``https://mlflow.corp.evil.io``
+    or ``https://mlflow.corp@evil.io``, and a URL with credentials in it is never allowed."""
+    got = _parts(uri)
+    if got is None or "@" in urlsplit(uri.strip()).netloc:
+        return False
+    for entry in allowed:
+        want = _parts(entry)
+        if want is not None and got[:3] == want[:3] and (
+                got[3] == want[3] or got[3].startswith(want[3] + "/")):
+            return True
+    return False

@@ -1,18 +1,25 @@
 """A fake world for scenario tests of ``decide()``: tick, then change the world.
 
-It keeps the children a plan applied (with their content hashes), removes what a plan
-deleted, and lets a test say which versions' Deployments are Available.
+It keeps the children a plan applied (with their content hashes and the fingerprint the
+apiserver's copy would have), removes what a plan deleted (only the object with that UID),
+and lets a test say which versions' Deployments are Available. Status is stored the way the
+apiserver stores the reconciler's write: the whole ``.status`` replaced by the JSON the
+reconciler sends, then read back, so a field that disappears from a plan's status disappears
+from the world (a merge patch would keep it, and so would a fake that kept the model).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
-from modeldeploy.core import render
+from modeldeploy.controller.index import child_of
+from modeldeploy.controller.reconciler import parse_status, status_dict
 from modeldeploy.core.rollout import decide
 from modeldeploy.core.world import (
     Child,
@@ -59,6 +66,9 @@ class World:
     now: dt.datetime = T0
     spec_error: str | None = None
     plans: list[Plan] = field(default_factory=list)
+    stored: dict[str, Any] = field(default_factory=dict)  # .status as the apiserver holds it
+    status_writes: int = 0
+    uids: Any = field(default_factory=lambda: itertools.count(1))
 
     def observed(self) -> Observed:
         spec = None if self.spec_error else ModelDeploymentSpec.model_validate(self.spec)
@@ -80,18 +90,36 @@ class World:
         self.now += dt.timedelta(seconds=seconds)
         plan = decide(self.observed(), self.now)
         for manifest in plan.apply:
-            meta = manifest["metadata"]
-            replicas = manifest.get("spec", {}).get("replicas", 0) \
-                if manifest["kind"] == "Deployment" else 0
-            self.children[(manifest["kind"], meta["name"])] = Child(
-                kind=manifest["kind"], name=meta["name"],
-                version=meta["labels"].get(render.LABEL_VERSION),
-                hash=meta["annotations"][render.ANNOTATION_HASH], replicas=replicas)
-        for key in plan.delete:
-            del self.children[key]
-        self.status = plan.status
+            self.put_child(manifest)
+        for ref in plan.delete:
+            if self.children[(ref.kind, ref.name)].uid == ref.uid:
+                del self.children[(ref.kind, ref.name)]
+        self.write_status(plan.status)
         self.plans.append(plan)
         return plan
+
+    def put_child(self, manifest: dict[str, Any]) -> Child:
+        """Store a child as the apiserver returns it (our manifest plus a UID; replicas a
+        Deployment without the field keeps, as server-side apply with a hand-over does)."""
+        body = json.loads(json.dumps(manifest))
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        known = self.children.get(key)
+        body["metadata"]["uid"] = known.uid if known else f"child-{next(self.uids)}"
+        if manifest["kind"] == "Deployment" and "replicas" not in body["spec"]:
+            body["spec"]["replicas"] = known.replicas if known else 1
+        child = child_of(manifest["kind"], body)
+        self.children[key] = child
+        return child
+
+    def write_status(self, status: ModelDeploymentStatus) -> None:
+        """What the reconciler does with a plan's status, against a fake apiserver: nothing
+        when unchanged, else a replace of the whole .status with the JSON it sends."""
+        body = status_dict(status)
+        if body == status_dict(self.status):
+            return
+        self.stored = json.loads(json.dumps(body))
+        self.status = parse_status(self.stored)
+        self.status_writes += 1
 
     def versions(self, kind: str = "Deployment") -> set[str]:
         return {c.version for c in self.children.values() if c.kind == kind and c.version}
@@ -107,3 +135,7 @@ def condition(status: ModelDeploymentStatus, type_: str) -> tuple[str, str]:
 
 def reasons(plan: Plan) -> list[str]:
     return [e.reason for e in plan.events]
+
+
+def deleted(plan: Plan) -> set[tuple[str, str]]:
+    return {(ref.kind, ref.name) for ref in plan.delete}

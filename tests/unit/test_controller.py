@@ -106,7 +106,7 @@ def test_index_keeps_child_summaries_by_owner() -> None:
     assert index.upsert_child("Deployment", _deployment("6", 2)) == ("ns", "md")
     index.upsert_child("Deployment", _deployment("4", 0))  # stale
     [child] = index.children("u1")
-    assert (child.version, child.hash, child.ready, child.available) == ("1", "h", 2, True)
+    assert (child.version, child.hash, child.ready, child.ready_for(2)) == ("1", "h", 2, True)
     assert index.remove_child("Deployment", _deployment("7", 2)) == ("ns", "md")
     assert index.children("u1") == ()
 

@@ -9,6 +9,7 @@ from tests.unit.fakeworld import (
     UNREACHABLE,
     World,
     condition,
+    deleted,
     not_found,
     reasons,
     resolved,
@@ -36,7 +37,7 @@ def test_first_version_comes_up_then_is_promoted() -> None:
     assert condition(w.status, "Ready") == ("False", "NoVersionServing")
     assert condition(w.status, "Progressing") == ("True", "NewVersion")
     assert reasons(plan) == ["NewVersion"]
-    assert plan.requeue_after is not None
+    assert plan.wake_at is not None
 
     w.tick()  # not Available yet: nothing new
     assert w.status.phase is Phase.PENDING and w.plans[-1].apply == ()
@@ -59,7 +60,7 @@ def test_steady_state_is_a_no_op() -> None:
     before = w.status
     plan = w.tick(30)
     assert plan.apply == () and plan.delete == () and plan.events == ()
-    assert plan.requeue_after is None
+    assert plan.wake_at is None
     assert w.status == before, "an unchanged world must not change status (no patch)"
 
 
@@ -87,7 +88,7 @@ def test_alias_move_switches_only_after_the_new_version_is_available() -> None:
     assert plan.delete == (), "the old version goes only after the new status is stored"
     assert w.status.stable is not None and w.status.stable.version == "2"
     plan = w.tick()
-    assert set(plan.delete) == {("Deployment", "scorer-v1"), ("Service", "scorer-v1")}
+    assert deleted(plan) == {("Deployment", "scorer-v1"), ("Service", "scorer-v1")}
     assert w.versions() == {"2"}
     assert w.status.phase is Phase.STABLE
     assert w.status.stable is not None and w.status.stable.version == "2"
@@ -102,7 +103,7 @@ def test_alias_moving_again_mid_switch_abandons_the_in_flight_version() -> None:
     w.registry = resolved("3")
     plan = w.tick()
     assert "Abandoned" in reasons(plan) and "NewVersion" in reasons(plan)
-    assert set(plan.delete) == {("Deployment", "scorer-v2"), ("Service", "scorer-v2")}
+    assert deleted(plan) == {("Deployment", "scorer-v2"), ("Service", "scorer-v2")}
     assert w.versions() == {"1", "3"}
     assert w.status.canary is not None and w.status.canary.version == "3"
     assert w.status.history[0].outcome is Outcome.ABANDONED
@@ -288,7 +289,7 @@ def test_scaling_the_stable_version_is_progress_not_degradation() -> None:
     assert condition(w.status, "Ready") == ("True", "Serving")
     assert condition(w.status, "Progressing") == ("True", "ReplicasUpdating")
     assert condition(w.status, "Degraded") == ("False", "AsExpected")
-    assert plan.events == () and plan.requeue_after is not None
+    assert plan.events == () and plan.wake_at is not None
     del w.ready_count["1"]
     w.tick()
     assert w.status.phase is Phase.STABLE
@@ -324,7 +325,7 @@ def test_rollback_right_after_a_promotion_never_points_traffic_at_a_deleted_vers
     assert w.status.stable is not None and w.status.stable.version == "1"
     assert w.versions() == {"1", "2"}
     plan = w.tick()
-    assert set(plan.delete) == {("Deployment", "scorer-v2"), ("Service", "scorer-v2")}
+    assert deleted(plan) == {("Deployment", "scorer-v2"), ("Service", "scorer-v2")}
     assert w.versions() == {"1"}
 
 

@@ -2,8 +2,12 @@
 
 The official client is synchronous; every call here runs in a worker thread so the event loop
 never blocks. Writes are idempotent: server-side apply with our field manager, deletes that
-treat 404 as done, and status written as a merge patch of the complete status. Conflicts
-(409), throttling (429) and server errors (5xx) are retried with backoff.
+treat 404 as done and carry a UID precondition (so a name that now belongs to another object
+is never deleted), and status written exactly: a PUT of the whole status on the ``/status``
+subresource with a resourceVersion and UID precondition, so a field that is gone from our
+status is gone from the object (a merge patch would keep it). Throttling (429) and server
+errors (5xx) are retried with backoff; conflicts (409) are retried for applies only, since a
+status conflict means the decision was made on a stale object and must be made again.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ KINDS: dict[str, tuple[str, str]] = {
     KIND: (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
 _RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
+#: Answers that will not change by asking again: the request itself is wrong (bad value,
+#: unknown kind, forbidden). They become a status condition, not a retry loop.
+PERMANENT_STATUSES = {400, 403, 404, 422}
 
 
 class ApiError(Exception):
@@ -86,14 +93,16 @@ class Kube:
                 raise ApiError(resp.status, "", text[:500]) from None
         return json.loads(text) if text else None
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def request(self, method: str, path: str, *, retry_conflicts: bool = True,
+                      **kwargs: Any) -> Any:
         delay = 0.2
         for attempt in range(1, self.attempts + 1):
             try:
                 return await asyncio.get_running_loop().run_in_executor(
                     self.pool, functools.partial(self._call, method, path, **kwargs))
             except ApiError as exc:
-                if exc.status not in _RETRY_STATUSES or attempt == self.attempts:
+                retry = exc.status in _RETRY_STATUSES and (retry_conflicts or exc.status != 409)
+                if not retry or attempt == self.attempts:
                     raise
                 log.info("%s %s: %s; retry %d", method, path, exc, attempt)
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
@@ -107,22 +116,34 @@ class Kube:
 
     # --- operations ------------------------------------------------------------------------
 
-    async def apply(self, manifest: dict[str, Any]) -> Any:
-        """Server-side apply ``manifest`` as our field manager (force: we own these objects)."""
+    async def apply(self, manifest: dict[str, Any], *,
+                    field_manager: str = FIELD_MANAGER) -> Any:
+        """Server-side apply ``manifest`` as ``field_manager`` (force: we own these objects;
+        the reconciler checks the owner before it creates or takes over anything)."""
         meta = manifest["metadata"]
         return await self.request(
             "PATCH", self.path(manifest["kind"], meta["namespace"], meta["name"]),
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", field_manager), ("force", "true")],
             body=manifest, content_type="application/apply-patch+yaml")
 
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when there is none."""
+        try:
+            found: dict[str, Any] = await self.request("GET", self.path(kind, namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
     async def list_all(self, kind: str,
-                       label_selector: str) -> tuple[list[dict[str, Any]], int | None]:
+                       label_selector: str = "") -> tuple[list[dict[str, Any]], int | None]:
         """Every object of ``kind`` matching ``label_selector``, and the list's
         resourceVersion (([], None) when the kind is not served, e.g. no Gateway API CRDs)."""
         prefix, plural = KINDS[kind]
+        query = [("labelSelector", label_selector)] if label_selector else []
         try:
-            listed = await self.request("GET", f"{prefix}/{plural}",
-                                         query=[("labelSelector", label_selector)])
+            listed = await self.request("GET", f"{prefix}/{plural}", query=query)
         except ApiError as exc:
             if exc.status == 404:
                 return [], None
@@ -130,22 +151,31 @@ class Kube:
         rv = (listed.get("metadata") or {}).get("resourceVersion")
         return list(listed.get("items") or []), int(rv) if rv and rv.isdigit() else None
 
-    async def delete(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete (background propagation). False when it was already gone."""
+    async def delete(self, kind: str, namespace: str, name: str, *, uid: str | None) -> bool:
+        """Delete (background propagation) the object with this UID. False when it was
+        already gone, or the name now belongs to another object (the UID precondition)."""
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            await self.request("DELETE", self.path(kind, namespace, name),
-                                body={"propagationPolicy": "Background"})
+            await self.request("DELETE", self.path(kind, namespace, name), body=body,
+                               retry_conflicts=False)
         except ApiError as exc:
-            if exc.status == 404:
+            if exc.status in (404, 409):
                 return False
             raise
         return True
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> Any:
-        """Write the complete status (merge patch: absent keys are sent as null)."""
-        return await self.request(
-            "PATCH", self.path(KIND, namespace, name) + "/status",
-            body={"status": status}, content_type="application/merge-patch+json")
+    async def replace_status(self, namespace: str, name: str, *, uid: str,
+                             resource_version: str, status: dict[str, Any]) -> Any:
+        """Replace the whole status of the object we decided on: a 409 means it changed
+        since (or was recreated), and the caller decides again on the newer object."""
+        body = {"apiVersion": API_VERSION, "kind": KIND,
+                "metadata": {"name": name, "namespace": namespace, "uid": uid,
+                             "resourceVersion": resource_version},
+                "status": status}
+        return await self.request("PUT", self.path(KIND, namespace, name) + "/status",
+                                  body=body, retry_conflicts=False)
 
     async def read_secret(self, namespace: str,
                           name: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -161,7 +191,8 @@ class Kube:
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         event = {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {"generateName": f"{meta['name'][:200]}.",
+                         "namespace": meta["namespace"]},
             "involvedObject": {"apiVersion": owner.get("apiVersion", API_VERSION),
                                "kind": KIND, "name": meta["name"],
                                "namespace": meta["namespace"], "uid": meta.get("uid"),

@@ -34,12 +34,14 @@ _KEEP = {
 _HANDLED = {"properties", "items", "additionalProperties", "required", "$ref", "anyOf", "allOf",
             "title", "$defs", "const"}
 
+#: `kubectl get mdep` shows the first group; `-o wide` adds the priority-1 columns, which are
+#: empty most of the time (a canary exists only while a version comes up).
 PRINTER_COLUMNS = [
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
-    {"name": "Selector", "type": "string", "jsonPath": ".status.selector"},
+    {"name": "Selector", "type": "string", "jsonPath": ".status.selector", "priority": 1},
     {"name": "Stable", "type": "string", "jsonPath": ".status.stable.version"},
-    {"name": "Canary", "type": "string", "jsonPath": ".status.canary.version"},
-    {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight"},
+    {"name": "Canary", "type": "string", "jsonPath": ".status.canary.version", "priority": 1},
+    {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight", "priority": 1},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

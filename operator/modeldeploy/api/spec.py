@@ -17,6 +17,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modeldeploy.api.cel import Rule, rules
+from modeldeploy.core import durations
 from modeldeploy.core.durations import DURATION_PATTERN
 
 Duration = Annotated[
@@ -71,12 +72,17 @@ class Registry(_Model):
 
 SELECTOR_RULE = ("set exactly one of alias, stage and version "
                  "(version: latest tracks the newest version)")
+#: The shortest poll interval a spec may ask for: registry load is shared, but not free.
+MIN_POLL_INTERVAL = "5s"
+POLL_RULE = f"pollInterval must be at least {MIN_POLL_INTERVAL} (webhooks are the fast path)"
 
 
-@rules(Rule(
-    "[has(self.alias), has(self.stage), has(self.version)].filter(x, x).size() == 1",
-    SELECTOR_RULE,
-))
+@rules(
+    Rule("[has(self.alias), has(self.stage), has(self.version)].filter(x, x).size() == 1",
+         SELECTOR_RULE),
+    Rule(f"!has(self.pollInterval) || duration(self.pollInterval) >= "
+         f"duration('{MIN_POLL_INTERVAL}')", POLL_RULE, field_path=".pollInterval"),
+)
 class ModelRef(_Model):
     name: str = Field(min_length=1, max_length=256, description=(
         "Registered model name in the MLflow Model Registry."))
@@ -92,13 +98,16 @@ class ModelRef(_Model):
     registry: Registry | None = Field(default=None, description=(
         "Where the registry is; defaults come from the operator's configuration."))
     pollInterval: Duration = Field(default="30s", description=(
-        "How often the registry is polled for changes. Webhooks trigger at once; polling is "
-        "the backstop for lost deliveries. Objects tracking the same model share one poll."))
+        "How often the registry is polled for changes (at least 5s). Webhooks trigger at "
+        "once; polling is the backstop for lost deliveries. Objects tracking the same model "
+        "share one poll."))
 
     @model_validator(mode="after")
     def _one_selector(self) -> Self:
         if sum(x is not None for x in (self.alias, self.stage, self.version)) != 1:
             raise ValueError(SELECTOR_RULE)
+        if durations.parse(self.pollInterval) < durations.parse(MIN_POLL_INTERVAL):
+            raise ValueError(POLL_RULE)
         return self
 
     def selector(self) -> tuple[str, str]:
@@ -182,8 +191,25 @@ class Autoscaling(_Model):
         return self
 
 
-@rules(Rule("self.runtime != 'custom' || has(self.image)",
-            "runtime custom needs an image", field_path=".image"))
+#: Environment variables the operator sets on every serving container; a spec that sets one
+#: too would make the Deployment invalid (duplicate env names), so admission refuses it.
+RESERVED_ENV = ("MODEL_URI", "MODEL_NAME", "MODEL_VERSION", "MLFLOW_TRACKING_URI",
+                "MLFLOW_REGISTRY_URI", "MLFLOW_DISABLE_TELEMETRY", "HOME",
+                "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+RESERVED_ENV_RULE = ("env names set by the operator may not be set here: "
+                     + ", ".join(RESERVED_ENV))
+UNIQUE_ENV_RULE = "env names must be unique"
+
+
+@rules(
+    Rule("self.runtime != 'custom' || has(self.image)",
+         "runtime custom needs an image", field_path=".image"),
+    Rule("!has(self.env) || self.env.all(e, !(e.name in ["
+         + ", ".join(f"'{n}'" for n in RESERVED_ENV) + "]))",
+         RESERVED_ENV_RULE, field_path=".env"),
+    Rule("!has(self.env) || self.env.all(e, self.env.exists_one(f, f.name == e.name))",
+         UNIQUE_ENV_RULE, field_path=".env"),
+)
 class Serving(_Model):
     runtime: Runtime = Field(default=Runtime.MLFLOW, description=(
         "mlflow: MLflow's scoring server serves the resolved version. custom: your image; the "
@@ -219,6 +245,11 @@ class Serving(_Model):
     def _custom_image(self) -> Self:
         if self.runtime is Runtime.CUSTOM and self.image is None:
             raise ValueError("runtime custom needs an image")
+        names = [e.name for e in self.env or []]
+        if set(names) & set(RESERVED_ENV):
+            raise ValueError(RESERVED_ENV_RULE)
+        if len(set(names)) != len(names):
+            raise ValueError(UNIQUE_ENV_RULE)
         return self
 
 
@@ -382,10 +413,11 @@ class ModelDeploymentSpec(_Model):
     model: ModelRef = Field(description="Which registered model version to serve.")
     serving: Serving = Field(default_factory=Serving, description="How each version is served.")
     traffic: Traffic | None = Field(default=None, description=(
-        "How traffic reaches the versions (acted on by progressive delivery)."))
+        "How traffic reaches the versions. gatewayAPI routes are created today; istio is "
+        "validated but not acted on yet (the Ready condition says so)."))
     rollout: Rollout | None = Field(default=None, description=(
-        "How a new version is released (acted on by progressive delivery; until then a "
-        "version change is a plain rolling switch)."))
+        "How a new version is released. Validated but not acted on yet: a version change is "
+        "a rolling switch until progressive delivery lands (the Ready condition says so)."))
 
 
 __all__ = [

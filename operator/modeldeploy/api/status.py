@@ -8,7 +8,8 @@ cluster, never a plan. Shape written by the operator::
       observedGeneration: 4
       selector: "@champion"
       stable:   {version: "7", runId: 1f3c..., source: "models:/m-...", modelUri: ..., since: ..}
-      canary:   {version: "8", runId: ..., weight: 0, step: 0, startedAt: ...}  # while switching
+      canary:   {version: "8", runId: ..., weight: 0}       # while a new version comes up
+      rollout:  {type: Rolling, rolling: {version: "8", startedAt: ...}}   # the state machine
       resolved: {version: "8", runId: ..., source: ..., at: ...}  # the registry's last answer
       conditions: [{type: Ready, status: "True", reason: .., message: .., lastTransitionTime: ..}]
       history: [{version: "7", outcome: Promoted, at: ...}]
@@ -18,8 +19,9 @@ cluster, never a plan. Shape written by the operator::
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 HISTORY_LIMIT = 10
 
@@ -48,6 +50,9 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"  # a version change is under way
     DEGRADED = "Degraded"  # the spec cannot be met right now; see reason
     REGISTRY_REACHABLE = "RegistryReachable"  # the last registry call succeeded
+    # kstatus (Flux, kpt, cli-utils) reads these two and ignores the rest:
+    RECONCILING = "Reconciling"  # the operator is still working towards the spec (InProgress)
+    STALLED = "Stalled"  # the spec cannot be met without a human (kstatus: Failed)
 
 
 class Outcome(StrEnum):
@@ -81,8 +86,38 @@ class Stable(VersionInfo):
 
 class Canary(VersionInfo):
     weight: int = Field(default=0, description="Percent of traffic it receives.")
-    step: int = Field(default=0, description="Index of the current rollout step.")
+
+
+class RolloutType(StrEnum):
+    """Which release state machine is running (the tag of :class:`RolloutState`)."""
+
+    ROLLING = "Rolling"  # bring the new version up in full, then move all traffic at once
+
+
+class Rolling(_Status):
+    """A rolling switch: the new version comes up next to the stable one; once every desired
+    replica is Ready, all traffic moves to it in one step."""
+
+    version: str = Field(description="The version being brought up.")
     startedAt: str | None = Field(default=None, description="When the switch started.")
+
+
+class RolloutState(_Status):
+    """Where a release stands, as a tagged union in the Kubernetes style (like a Deployment's
+    ``strategy: {type: RollingUpdate, rollingUpdate: {...}}``): ``type`` names the state
+    machine and exactly the member of that name is set. Canary and blue-green releases add
+    their own members; a reader that meets a ``type`` it does not know refuses it."""
+
+    type: RolloutType = Field(description="Rolling (canary and blueGreen arrive later).")
+    rolling: Rolling | None = Field(default=None, description="State of a Rolling release.")
+
+    @model_validator(mode="after")
+    def _member_matches_type(self) -> Self:
+        members = {t: getattr(self, t.value[0].lower() + t.value[1:]) for t in RolloutType}
+        if members[self.type] is None or any(v is not None for t, v in members.items()
+                                             if t is not self.type):
+            raise ValueError(f"rollout type {self.type.value} needs exactly its own member")
+        return self
 
 
 class Resolved(VersionInfo):
@@ -106,10 +141,12 @@ class ModelDeploymentStatus(_Status):
     stable: Stable | None = Field(default=None, description="The version serving traffic.")
     canary: Canary | None = Field(default=None, description=(
         "The version being brought up, while a change is under way."))
+    rollout: RolloutState | None = Field(default=None, description=(
+        "The release in flight (absent when idle): its state machine and progress."))
     resolved: Resolved | None = Field(default=None, description=(
         "The registry's latest answer for spec.model."))
     conditions: list[Condition] = Field(default_factory=list, description=(
-        "Ready, Progressing, Degraded and RegistryReachable."))
+        "Ready, Progressing, Degraded, RegistryReachable, Reconciling and Stalled."))
     history: list[HistoryEntry] = Field(default_factory=list, description=(
         f"The last {HISTORY_LIMIT} version transitions, newest first."))
     message: str | None = Field(default=None, description="One line about the current state.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeldeploy.adapters.kube import FIELD_MANAGER
 from modeldeploy.api import KIND
 from modeldeploy.core import render
 from modeldeploy.core.world import Child
@@ -22,18 +23,39 @@ def key_of(body: dict[str, Any]) -> Key:
     return (body["metadata"]["namespace"], body["metadata"]["name"])
 
 
+def _owns_replicas(meta: dict[str, Any]) -> bool:
+    """Our own apply set ``spec.replicas`` (so it must be handed over before we stop)."""
+    for entry in meta.get("managedFields") or []:
+        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply":
+            return "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    return False
+
+
+def _backends(body: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    rules = (body.get("spec") or {}).get("rules") or []
+    default = next((r for r in reversed(rules) if not r.get("matches")), rules[-1] if rules
+                   else {})
+    return tuple((str(b.get("name")), int(b.get("weight", 1)))
+                 for b in default.get("backendRefs") or [])
+
+
 def child_of(kind: str, body: dict[str, Any]) -> Child:
     meta = body.get("metadata") or {}
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
-    base = {"kind": kind, "name": meta["name"], "version": labels.get(render.LABEL_VERSION),
-            "hash": annotations.get(render.ANNOTATION_HASH)}
+    base: dict[str, Any] = {
+        "kind": kind, "name": meta["name"], "version": labels.get(render.LABEL_VERSION),
+        "hash": annotations.get(render.ANNOTATION_HASH), "uid": meta.get("uid"),
+        "fingerprint": render.fingerprint(kind, body)}
+    if kind == "HTTPRoute":
+        return Child(**base, backends=_backends(body))
     if kind != "Deployment":
         return Child(**base)
     spec, status = body.get("spec") or {}, body.get("status") or {}
     conditions = status.get("conditions") or []
     return Child(
         **base,
+        replicas_owned=_owns_replicas(meta),
         replicas=int(spec.get("replicas", 1)),
         ready=int(status.get("readyReplicas") or 0),
         updated=int(status.get("updatedReplicas") or 0),
@@ -74,6 +96,9 @@ class Index:
         self._child_rv: dict[tuple[str, str, str], int] = {}
         self._child_uid: dict[tuple[str, str, str], str] = {}
         self._tombstones: dict[tuple[str, str, str], str] = {}
+        #: (namespace, kind, name) -> owner uid, for every managed child: who holds a name.
+        self._holders: dict[tuple[str, str, str], str] = {}
+        self._child_ns: dict[tuple[str, str, str], str] = {}
 
     # ModelDeployments
 
@@ -94,9 +119,9 @@ class Index:
         body = self._bodies.pop(key, None)
         if body is not None:
             uid = str(body["metadata"].get("uid"))
-            self._uid_to_key.pop(uid, None)
             for kind, name in list(self._children.get(uid, {})):
                 self._drop((uid, kind, name))
+            self._uid_to_key.pop(uid, None)
 
     def get(self, key: Key) -> dict[str, Any] | None:
         return self._bodies.get(key)
@@ -121,6 +146,8 @@ class Index:
         if rv is not None and self._child_rv.get(slot, -1) > rv:
             return self._uid_to_key.get(uid)
         self._children.setdefault(uid, {})[(kind, meta["name"])] = child_of(kind, body)
+        self._holders[(str(meta.get("namespace")), kind, meta["name"])] = uid
+        self._child_ns[slot] = str(meta.get("namespace"))
         if meta.get("uid"):
             self._child_uid[slot] = str(meta["uid"])
         if rv is not None:
@@ -146,6 +173,9 @@ class Index:
 
     def _drop(self, slot: tuple[str, str, str]) -> None:
         uid, kind, name = slot
+        namespace = self._child_ns.pop(slot, None)
+        if namespace is not None and self._holders.get((namespace, kind, name)) == uid:
+            del self._holders[(namespace, kind, name)]
         children = self._children.get(uid)
         if children is not None:
             children.pop((kind, name), None)
@@ -177,6 +207,26 @@ class Index:
                 touched.add(owner)
         self._tombstones = {k: v for k, v in self._tombstones.items() if k[0] in self._uid_to_key}
         return touched
+
+    def holder(self, namespace: str, kind: str, name: str) -> str | None:
+        """UID of the ModelDeployment whose child holds this name, if the watches saw one."""
+        return self._holders.get((namespace, kind, name))
+
+    def resync_objects(self, listed: list[dict[str, Any]], list_rv: int | None) -> list[Key]:
+        """Reconcile the index with a fresh LIST of ModelDeployments: forget every object the
+        list no longer has (its DELETED event was lost while a watch was down, e.g. after a
+        410 Gone), unless we learnt of it after the list was taken. Returns the forgotten."""
+        present = {key_of(b) for b in listed}
+        gone = []
+        for key, body in list(self._bodies.items()):
+            rv = _rv(body)
+            if key not in present and not (list_rv is not None and rv is not None
+                                           and rv > list_rv):
+                self.remove(key)
+                gone.append(key)
+        for body in listed:
+            self.upsert(body)
+        return gone
 
     def children(self, uid: str) -> tuple[Child, ...]:
         return tuple(self._children.get(uid, {}).values())

@@ -20,10 +20,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from modeldeploy.adapters.kube import ApiError, Kube
 from modeldeploy.adapters.registry import Registry
+from modeldeploy.api import KIND
 from modeldeploy.config import OperatorConfig
 from modeldeploy.controller.index import Index, Key, key_of
 from modeldeploy.controller.queue import WorkQueue
-from modeldeploy.controller.reconciler import Reconciler, read_credentials
+from modeldeploy.controller.reconciler import (
+    Reconciler,
+    StatusConflictError,
+    namespace_terminating,
+    read_credentials,
+)
 from modeldeploy.controller.resolver import Resolver
 from modeldeploy.core import render
 from modeldeploy.metrics import Metrics, StateView
@@ -40,11 +46,6 @@ CHILD_RESOURCES = {
 }
 CHILD_KINDS = tuple(CHILD_RESOURCES)
 MANAGED_SELECTOR = f"{render.LABEL_MANAGED}={render.MANAGED_BY}"
-
-
-def _namespace_terminating(exc: Exception) -> bool:
-    return isinstance(exc, ApiError) and exc.status == 403 and \
-        "because it is being terminated" in exc.message
 
 
 class Operator:
@@ -128,13 +129,15 @@ class Operator:
     def model_deployment_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         key = key_of(body)
         if event_type == "DELETED":
-            self.index.remove(key)
-            self.resolver.unsubscribe(key)
-            self.queue.forget(key)
-            self._failures.pop(key, None)
+            self._forget(key)
             return
         self.index.upsert(body)
         self.queue.add(key)
+
+    def _forget(self, key: Key) -> None:
+        self.reconciler.forget(key)
+        self.queue.forget(key)
+        self._failures.pop(key, None)
 
     def child_event(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
         owner = (self.index.remove_child(kind, body) if event_type == "DELETED"
@@ -152,6 +155,11 @@ class Operator:
             try:
                 requeue = await self.reconciler.reconcile(key)
                 result = "ok"
+            except StatusConflictError:
+                # Decided on an object that has changed since: decide again on the newer one
+                # (its watch event is on the way, or already in the index).
+                result = "conflict"
+                self.queue.add_after(key, 0.5)
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -159,7 +167,7 @@ class Operator:
                     raise  # we are being stopped
                 self._retry_later(key, exc)  # something we awaited was cancelled, not us
             except Exception as exc:  # noqa: BLE001 - one object's failure never stops others
-                if _namespace_terminating(exc):
+                if namespace_terminating(exc):
                     # Its namespace is going away and takes the object with it: nothing to do.
                     result = "skipped"
                     log.debug("%s/%s: namespace terminating", *key)
@@ -187,18 +195,31 @@ class Operator:
         self.queue.add_after(key, delay)
 
     async def _relist(self) -> None:
-        """Every resync period, LIST the children again: a watch that was down misses DELETED
-        events, and only a fresh list tells the index what is really gone."""
+        """Every resync period, LIST the ModelDeployments and their children again: a watch
+        that was down (410 Gone, then Kopf re-lists) misses DELETED events, and only a fresh
+        list tells the index what is really gone. Forgotten objects stop being polled,
+        reported in /metrics and written to."""
         while True:
             await asyncio.sleep(self.config.resync_seconds)
-            for kind in CHILD_KINDS:
-                try:
-                    listed, rv = await self.kube.list_all(kind, MANAGED_SELECTOR)
-                except Exception as exc:  # noqa: BLE001 - try again next period
-                    log.warning("relisting %s failed: %s", kind, exc)
-                    continue
-                for key in self.index.resync_children(kind, listed, rv):
-                    self.queue.add(key)
+            await self.relist_once()
+
+    async def relist_once(self) -> None:
+        try:
+            objects, rv = await self.kube.list_all(KIND)
+        except Exception as exc:  # noqa: BLE001 - try again next period
+            log.warning("relisting %s failed: %s", KIND, exc)
+        else:
+            for key in self.index.resync_objects(objects, rv):
+                log.info("%s/%s is gone (its deletion was missed by the watch)", *key)
+                self._forget(key)
+        for kind in CHILD_KINDS:
+            try:
+                listed, rv = await self.kube.list_all(kind, MANAGED_SELECTOR)
+            except Exception as exc:  # noqa: BLE001 - try again next period
+                log.warning("relisting %s failed: %s", kind, exc)
+                continue
+            for key in self.index.resync_children(kind, listed, rv):
+                self.queue.add(key)
 
     async def _report_failure(self, key: Key, exc: Exception) -> None:
         body = self.index.get(key)

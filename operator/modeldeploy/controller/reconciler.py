@@ -1,31 +1,41 @@
 """One reconcile of one ModelDeployment: observe → decide → apply.
 
-Observe reads only memory (the watch index and the shared resolver; the registry is asked
-only when a key was never resolved). Decide is :func:`modeldeploy.core.rollout.decide`.
-Apply server-side-applies the children that differ, deletes what the plan drops (after every
-apply, so traffic moves before anything goes away), posts the plan's events and writes the
-status once, only if it changed. Applying the same plan twice changes nothing.
+Observe reads only memory (the watch index and the shared resolver; a key never resolved is
+waited for briefly, never for a whole registry timeout). Decide is
+:func:`modeldeploy.core.rollout.decide`. Apply server-side-applies the children that differ,
+deletes what the plan drops (after every apply, so traffic moves before anything goes away,
+and each delete with a UID precondition), writes the status once, only if it changed, and
+exactly (a replace with a resourceVersion precondition), then posts the plan's events.
+Applying the same plan twice changes nothing.
+
+A child the apiserver refuses for good (422 invalid, 404 unknown kind, 403 forbidden) or whose
+name another owner holds (Conflict) is not retried in a tight loop: the same observation is
+decided again with the failure in it, which makes the object Degraded and Stalled with the
+apiserver's own message, and the next attempt comes after a growing backoff.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import logging
 from typing import Any
 
 from pydantic import ValidationError
 
-from modeldeploy.adapters.kube import ApiError, Kube
+from modeldeploy.adapters.kube import PERMANENT_STATUSES, ApiError, Kube
 from modeldeploy.adapters.registry import Credentials, ResolveKey
 from modeldeploy.api import KIND
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
-from modeldeploy.config import OperatorConfig
+from modeldeploy.config import OperatorConfig, registry_allowed
 from modeldeploy.controller.index import Index, Key
 from modeldeploy.controller.resolver import Resolver
 from modeldeploy.core import durations
 from modeldeploy.core.rollout import decide
 from modeldeploy.core.world import (
+    ApplyFailure,
     Observed,
     Plan,
     RegistryOutcome,
@@ -68,7 +78,29 @@ def parse_status(raw: Any) -> ModelDeploymentStatus:
 
 
 def status_dict(status: ModelDeploymentStatus) -> dict[str, Any]:
+    """The status as written: exactly these fields, nothing left over from before."""
     return status.model_dump(mode="json", exclude_none=True)
+
+
+#: How long a reconcile waits for a key's first registry answer before it moves on (the
+#: resolver wakes the object when the answer lands): a hanging registry never holds a worker.
+FIRST_ANSWER_WAIT = 2.0
+#: Field manager that keeps spec.replicas while autoscaling takes it over (see apply).
+HANDOVER_MANAGER = "modeldeploy-handover"
+
+
+class StatusConflictError(Exception):
+    """The object changed since it was observed: decide again on the newer one."""
+
+
+def refusal_backoff(failures: int) -> float:
+    """Seconds before retrying a child the apiserver refused: 5, 10, 20 ... 300."""
+    return float(min(5.0 * 2 ** max(failures - 1, 0), 300.0))
+
+
+def _controller(body: dict[str, Any]) -> dict[str, Any] | None:
+    return next((r for r in (body.get("metadata") or {}).get("ownerReferences") or []
+                 if r.get("controller")), None)
 
 
 def registry_key(spec: ModelDeploymentSpec, namespace: str,
@@ -85,7 +117,7 @@ def registry_key(spec: ModelDeploymentSpec, namespace: str,
         registry = (reg.registryUri if reg else None) or config.default_registry_uri or tracking
     if config.allowed_registries:
         for field, uri in (("trackingUri", tracking), ("registryUri", registry)):
-            if not any(uri.startswith(prefix) for prefix in config.allowed_registries):
+            if not registry_allowed(uri, config.allowed_registries):
                 return (f"spec.model.registry.{field}: {uri} is not one of the registries "
                         f"this operator may call ({', '.join(config.allowed_registries)})")
     secret = reg.credentialsSecret if reg else None
@@ -124,10 +156,20 @@ class Reconciler:
                  config: OperatorConfig, metrics: Metrics | None = None) -> None:
         self.kube, self.index, self.resolver, self.config = kube, index, resolver, config
         self.metrics = metrics or Metrics()
+        self._refusals: dict[Key, int] = {}
 
-    async def observe(self, body: dict[str, Any], key: Key) -> Observed:
+    def forget(self, key: Key) -> None:
+        """The object is gone: drop everything held for it."""
+        self.index.remove(key)
+        self.resolver.unsubscribe(key)
+        self._refusals.pop(key, None)
+
+    async def observe(self, body: dict[str, Any], key: Key) -> Observed | None:
+        """One snapshot for decide(); None when the object waits for its first registry
+        answer and already has a status (the resolver wakes it when the answer lands)."""
         meta = body["metadata"]
         spec, spec_error = parse_spec(body.get("spec"))
+        status = parse_status(body.get("status"))
         resolution = Resolution(outcome=RegistryOutcome.UNKNOWN)
         target = RegistryTarget(tracking_uri="", registry_uri="")
         if spec is not None:
@@ -138,13 +180,21 @@ class Reconciler:
             else:
                 rkey, target = found
                 self.resolver.subscribe(key, rkey, durations.parse(spec.model.pollInterval))
-                resolution = await self.resolver.ensure(rkey)
+                answer = self.resolver.current(rkey)
+                if answer is None:
+                    try:
+                        answer = await asyncio.wait_for(self.resolver.ensure(rkey),
+                                                        FIRST_ANSWER_WAIT)
+                    except TimeoutError:
+                        if status.phase is not None:
+                            return None
+                resolution = answer or resolution
         return Observed(
             name=meta["name"], namespace=meta["namespace"], uid=str(meta["uid"]),
             generation=int(meta.get("generation") or 1), spec=spec, spec_error=spec_error,
-            status=parse_status(body.get("status")), registry=resolution, target=target,
+            status=status, registry=resolution, target=target,
             children=self.index.children(str(meta["uid"])),
-            default_image=self.config.mlflow_image)
+            default_image=self.config.mlflow_image, stall_after=self.config.stall_after)
 
     async def reconcile(self, key: Key) -> float | None:
         """Reconcile ``key``; returns when to look again (None: only on change)."""
@@ -154,31 +204,120 @@ class Reconciler:
             self.resolver.unsubscribe(key)
             return None
         observed = await self.observe(body, key)
-        plan = decide(observed, dt.datetime.now(dt.UTC))
-        await self.apply(body, observed, plan)
-        return plan.requeue_after
+        if observed is None:
+            return None
+        now = dt.datetime.now(dt.UTC)
+        plan = decide(observed, now)
+        failure = await self.apply_children(observed, plan)
+        requeue = plan.requeue_after(now)
+        if failure is None:
+            self._refusals.pop(key, None)
+            await self.delete_children(observed, plan)
+        else:
+            # Decide again on the same observation, now knowing what was refused: the status
+            # says so, nothing is promoted or deleted, and the retry backs off.
+            plan = decide(dataclasses.replace(observed, apply_failure=failure), now)
+            refusals = self._refusals[key] = self._refusals.get(key, 0) + 1
+            requeue = refusal_backoff(refusals)
+            log.warning("%s/%s: %s %s refused (%s): %s; retry in %.0fs", *key, failure.kind,
+                        failure.name, failure.reason, failure.message, requeue)
+        if not await self.write_status(key, body, observed, plan):
+            return None
+        await self.post_events(body, plan)
+        return requeue
 
-    async def apply(self, body: dict[str, Any], observed: Observed, plan: Plan) -> None:
-        meta = body["metadata"]
+    async def apply_children(self, observed: Observed, plan: Plan) -> ApplyFailure | None:
+        """Apply the plan's manifests in order; stop at the first one refused for good."""
         for manifest in plan.apply:
-            applied = await self.kube.apply(manifest)
-            self.metrics.wrote("apply", manifest["kind"])
+            kind, name = manifest["kind"], manifest["metadata"]["name"]
+            conflict = await self._held_by_another(observed, kind, name)
+            if conflict is not None:
+                return ApplyFailure(kind, name, "Conflict", conflict)
+            try:
+                await self._hand_over_replicas(observed, manifest)
+                applied = await self.kube.apply(manifest)
+            except ApiError as exc:
+                if exc.status not in PERMANENT_STATUSES or namespace_terminating(exc):
+                    raise
+                return ApplyFailure(kind, name, "ApplyFailed",
+                                    f"the apiserver refused it ({exc.status} {exc.reason}): "
+                                    f"{exc.message}"[:800])
+            self.metrics.wrote("apply", kind)
             if isinstance(applied, dict):
-                self.index.upsert_child(manifest["kind"], applied)
-        for kind, name in plan.delete:
-            if await self.kube.delete(kind, meta["namespace"], name):  # False: already gone
-                self.metrics.wrote("delete", kind)
-            self.index.deleted_by_us(str(meta["uid"]), kind, name)
+                self.index.upsert_child(kind, applied)
+        return None
+
+    async def _held_by_another(self, observed: Observed, kind: str, name: str) -> str | None:
+        """Why ``name`` may not be applied (it belongs to someone else), or None. Objects we
+        already own are known from the watches; a name we are about to create is looked up,
+        because a forced apply would silently take over whatever holds it."""
+        if observed.child(kind, name) is not None:
+            return None
+        holder = self.index.holder(observed.namespace, kind, name)
+        if holder is None or holder == observed.uid:
+            existing = await self.kube.get(kind, observed.namespace, name)
+            if existing is None:
+                return None
+            ref = _controller(existing)
+            if ref is not None and ref.get("uid") == observed.uid:
+                return None
+            who = (f"{ref.get('kind')} {ref.get('name')}" if ref is not None
+                   else "no controller (it was created by someone else)")
+        else:
+            who = "another ModelDeployment"
+        return (f"{kind} {name} already exists and is controlled by {who}; the operator will "
+                "not take it over: rename this ModelDeployment or remove that object")
+
+    async def _hand_over_replicas(self, observed: Observed, manifest: dict[str, Any]) -> None:
+        """Autoscaling was just turned on: our apply no longer sets spec.replicas, and server-
+        side apply would reset a field its only owner dropped (to 1). A second field manager
+        first takes co-ownership of the current count, so the field stays until the
+        HorizontalPodAutoscaler writes it (and takes it over)."""
+        if manifest["kind"] != "Deployment" or "replicas" in manifest["spec"]:
+            return
+        meta = manifest["metadata"]
+        child = observed.child("Deployment", meta["name"])
+        if child is None or not child.replicas_owned:
+            return
+        await self.kube.apply({"apiVersion": manifest["apiVersion"], "kind": "Deployment",
+                               "metadata": {"name": meta["name"],
+                                            "namespace": meta["namespace"]},
+                               "spec": {"replicas": child.replicas}},
+                              field_manager=HANDOVER_MANAGER)
+        self.metrics.wrote("apply", "Deployment")
+
+    async def delete_children(self, observed: Observed, plan: Plan) -> None:
+        for ref in plan.delete:
+            if await self.kube.delete(ref.kind, observed.namespace, ref.name, uid=ref.uid):
+                self.metrics.wrote("delete", ref.kind)  # False: gone, or no longer ours
+            self.index.deleted_by_us(observed.uid, ref.kind, ref.name)
+
+    async def write_status(self, key: Key, body: dict[str, Any], observed: Observed,
+                           plan: Plan) -> bool:
+        """Replace the status if it changed. False when the object is gone."""
+        new, old = status_dict(plan.status), status_dict(observed.status)
+        if new == old:
+            return True
+        meta = body["metadata"]
+        try:
+            written = await self.kube.replace_status(
+                meta["namespace"], meta["name"], uid=str(meta["uid"]),
+                resource_version=str(meta.get("resourceVersion") or ""), status=new)
+        except ApiError as exc:
+            if exc.status == 404:
+                self.forget(key)
+                return False
+            if exc.status == 409:
+                raise StatusConflictError(exc.message) from exc
+            raise
+        self.metrics.wrote("status", KIND)
+        if isinstance(written, dict):
+            self.index.upsert(written)
+        return True
+
+    async def post_events(self, body: dict[str, Any], plan: Plan) -> None:
         # Status before events: events are derived from status transitions, so once the new
         # status is stored a crash can only lose an event, never post it twice.
-        new, old = status_dict(plan.status), status_dict(observed.status)
-        if new != old:
-            patch: dict[str, Any] = {k: None for k in old if k not in new}
-            patch.update(new)
-            written = await self.kube.patch_status(meta["namespace"], meta["name"], patch)
-            self.metrics.wrote("status", KIND)
-            if isinstance(written, dict):
-                self.index.upsert(written)
         for event in plan.events:
             try:
                 await self.kube.post_event(body, type_=event.type, reason=event.reason,
@@ -186,3 +325,8 @@ class Reconciler:
                 self.metrics.wrote("event", "Event")
             except ApiError as exc:  # an event is not worth failing a reconcile for
                 log.warning("posting event %s failed: %s", event.reason, exc)
+
+
+def namespace_terminating(exc: Exception) -> bool:
+    return isinstance(exc, ApiError) and exc.status == 403 and \
+        "because it is being terminated" in exc.message

@@ -10,11 +10,13 @@ Per model version ``V`` of ModelDeployment ``md``:
 Per ModelDeployment:
 
 * ``Service md`` — the stable entry point; its selector names the stable version;
-* ``HTTPRoute md`` — when ``traffic.router`` is ``gatewayAPI``; weights on per-version Services.
+* route objects of the traffic router (:mod:`modeldeploy.routing`), e.g. ``HTTPRoute md``.
 
 Every child carries ``ownerReferences`` to the ModelDeployment (garbage collection removes
 them with it; no finalizer is needed) and a ``modeldeploy.io/hash`` annotation over its own
-rendered content, which lets the reconciler skip children that are already as desired.
+rendered content, which lets the reconciler skip children that are already as desired, and
+:func:`fingerprint` digests the fields we own as the apiserver returns them, so a change made
+by someone else (``kubectl scale``, ``kubectl set image``) is seen and reverted.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modeldeploy.api import API_VERSION, GROUP, KIND
-from modeldeploy.api.spec import ModelDeploymentSpec, Probe, Router, Runtime
+from modeldeploy.api.spec import ModelDeploymentSpec, Probe, Runtime
 from modeldeploy.core.world import RegistryTarget
 
 MANAGED_BY = "modeldeploy"
@@ -62,9 +64,15 @@ class ServedVersion:
     registry: RegistryTarget
 
 
+def _ascii_alnum(c: str) -> bool:
+    return c.isascii() and c.isalnum()
+
+
 def label_value(text: str) -> str:
-    """A label-safe form of ``text`` (<= 63 chars of [A-Za-z0-9-_.], alnum at both ends)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-_.")
+    """A label-safe form of ``text`` (<= 63 chars of ASCII [A-Za-z0-9-_.], alphanumeric at both
+    ends). Text that had to change gets a digest of the original, so two texts never share a
+    value."""
+    safe = "".join(c if _ascii_alnum(c) or c in "-_." else "-" for c in text).strip("-_.")
     if safe == text and len(safe) <= 63:
         return safe
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
@@ -72,13 +80,23 @@ def label_value(text: str) -> str:
 
 
 def child_name(owner: str, version: str | None = None) -> str:
-    """``owner`` or ``owner-vV``, kept within the 63 characters a Service name allows."""
+    """``owner`` or ``owner-vV`` as a DNS-1035 label (what a Service name must be: <= 63
+    chars, lowercase alphanumerics and '-', starting with a letter).
+
+    A ModelDeployment's name is a DNS-1123 subdomain: up to 253 chars, dots allowed, digits
+    first allowed. Such a name is made valid (dots become '-', a leading digit gets an ``m``
+    prefix, the rest is shortened) and then carries a digest of the original name, so two
+    ModelDeployments never derive the same base. A valid short name is used as it is.
+    """
     suffix = f"-v{version}" if version is not None else ""
-    if len(owner) + len(suffix) <= 63:
+    base = owner.replace(".", "-")
+    if not base[:1].isalpha():
+        base = "m" + base
+    if base == owner and len(owner) + len(suffix) <= 63:
         return owner + suffix
     digest = hashlib.sha256(owner.encode()).hexdigest()[:6]
     keep = 63 - len(suffix) - len(digest) - 1
-    return f"{owner[:keep].rstrip('-')}-{digest}{suffix}"
+    return f"{base[:keep].rstrip('-')}-{digest}{suffix}"
 
 
 def content_hash(manifest: dict[str, Any]) -> str:
@@ -90,7 +108,7 @@ def content_hash(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _finish(manifest: dict[str, Any]) -> dict[str, Any]:
+def finish(manifest: dict[str, Any]) -> dict[str, Any]:
     manifest["metadata"].setdefault("annotations", {})[ANNOTATION_HASH] = content_hash(manifest)
     return manifest
 
@@ -99,8 +117,8 @@ def _labels(owner: Owner, spec: ModelDeploymentSpec, version: str | None) -> dic
     labels = {
         LABEL_MANAGED: MANAGED_BY,
         "app.kubernetes.io/name": "model-server",
-        "app.kubernetes.io/instance": owner.name,
-        LABEL_NAME: owner.name,
+        "app.kubernetes.io/instance": label_value(owner.name),
+        LABEL_NAME: label_value(owner.name),
         LABEL_MODEL: label_value(spec.model.name),
     }
     if version is not None:
@@ -108,7 +126,7 @@ def _labels(owner: Owner, spec: ModelDeploymentSpec, version: str | None) -> dic
     return labels
 
 
-def _meta(owner: Owner, spec: ModelDeploymentSpec, name: str,
+def meta(owner: Owner, spec: ModelDeploymentSpec, name: str,
           version: str | None) -> dict[str, Any]:
     return {
         "name": name,
@@ -120,7 +138,7 @@ def _meta(owner: Owner, spec: ModelDeploymentSpec, name: str,
 
 
 def selector(owner: Owner, version: str) -> dict[str, str]:
-    return {LABEL_NAME: owner.name, LABEL_VERSION: version}
+    return {LABEL_NAME: label_value(owner.name), LABEL_VERSION: version}
 
 
 def template(text: str, served: ServedVersion, model_name: str) -> str:
@@ -257,17 +275,18 @@ def render_deployment(owner: Owner, spec: ModelDeploymentSpec, served: ServedVer
     }
     if serving.autoscaling is None:
         # With autoscaling the HPA owns replicas: leaving the field out of our apply keeps
-        # server-side apply from fighting it.
+        # server-side apply from fighting it (the apply step hands the current count over
+        # first, so the field is never reset to 1 on the way).
         dep_spec["replicas"] = serving.replicas
-    return _finish({"apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": _meta(owner, spec, name, served.version), "spec": dep_spec})
+    return finish({"apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": meta(owner, spec, name, served.version), "spec": dep_spec})
 
 
 def _service(owner: Owner, spec: ModelDeploymentSpec, name: str, label_version: str | None,
              target_version: str) -> dict[str, Any]:
-    return _finish({
+    return finish({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": _meta(owner, spec, name, label_version),
+        "metadata": meta(owner, spec, name, label_version),
         "spec": {"type": "ClusterIP", "selector": selector(owner, target_version),
                  "ports": [{"name": "http", "port": 80, "targetPort": "http",
                             "protocol": "TCP"}]},
@@ -291,9 +310,9 @@ def render_hpa(owner: Owner, spec: ModelDeploymentSpec, version: str) -> dict[st
     if auto is None:
         return None
     name = child_name(owner.name, version)
-    return _finish({
+    return finish({
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": _meta(owner, spec, name, version),
+        "metadata": meta(owner, spec, name, version),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": auto.minReplicas,
@@ -305,30 +324,6 @@ def render_hpa(owner: Owner, spec: ModelDeploymentSpec, version: str) -> dict[st
     })
 
 
-def render_route(owner: Owner, spec: ModelDeploymentSpec,
-                 weights: dict[str, int]) -> dict[str, Any] | None:
-    """HTTPRoute splitting traffic by ``weights`` ({version: percent}); gatewayAPI only."""
-    traffic = spec.traffic
-    if traffic is None or traffic.router is not Router.GATEWAY_API or traffic.gatewayAPI is None:
-        return None
-    gw = traffic.gatewayAPI
-    route_spec: dict[str, Any] = {
-        "parentRefs": [p.model_dump(exclude_none=True) for p in gw.parentRefs],
-        "rules": [{"backendRefs": [
-            {"name": child_name(owner.name, v), "port": 80, "weight": w}
-            for v, w in sorted(weights.items(), key=lambda kv: _version_key(kv[0]))]}],
-    }
-    if gw.hostnames:
-        route_spec["hostnames"] = list(gw.hostnames)
-    return _finish({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-                    "metadata": _meta(owner, spec, child_name(owner.name), None),
-                    "spec": route_spec})
-
-
-def _version_key(version: str) -> tuple[int, str]:
-    return (int(version), version) if version.isdigit() else (0, version)
-
-
 def render_version(owner: Owner, spec: ModelDeploymentSpec, served: ServedVersion, *,
                    default_image: str) -> list[dict[str, Any]]:
     """Everything one version needs: Deployment, Service, and the HPA when autoscaling."""
@@ -338,3 +333,54 @@ def render_version(owner: Owner, spec: ModelDeploymentSpec, served: ServedVersio
     if hpa is not None:
         out.append(hpa)
     return out
+
+
+def desired_replicas(spec: ModelDeploymentSpec) -> int:
+    """Replicas a version must have Ready to count as serving (the floor with autoscaling)."""
+    auto = spec.serving.autoscaling
+    return auto.minReplicas if auto is not None else spec.serving.replicas
+
+
+# --- drift -----------------------------------------------------------------------------------
+
+
+def _container_view(c: dict[str, Any]) -> list[Any]:
+    return [c.get("name"), c.get("image"), c.get("command") or [], c.get("args") or [],
+            [[e.get("name"), e.get("value") or ""] for e in c.get("env") or []],
+            [[p.get("name"), p.get("containerPort")] for p in c.get("ports") or []]]
+
+
+def _view(kind: str, obj: dict[str, Any]) -> Any:
+    """The fields the operator owns and others are likely to change, normalised so that the
+    apiserver's defaulting and omitempty never read as a change (``value: ""`` is dropped,
+    ``fieldRef`` gains an apiVersion, quantities are re-spelt: so env sources and resources
+    are left out). ``spec.replicas`` is compared separately (autoscaling owns it)."""
+    spec = obj.get("spec") or {}
+    if kind == "Deployment":
+        tmpl = spec.get("template") or {}
+        pod = tmpl.get("spec") or {}
+        return [(spec.get("selector") or {}).get("matchLabels") or {},
+                (tmpl.get("metadata") or {}).get("labels") or {},
+                pod.get("nodeSelector") or {},
+                [_container_view(c) for c in pod.get("containers") or []]]
+    if kind == "Service":
+        return [spec.get("type") or "ClusterIP", spec.get("selector") or {},
+                [[p.get("name"), p.get("port"), p.get("targetPort")]
+                 for p in spec.get("ports") or []]]
+    if kind == "HorizontalPodAutoscaler":
+        return [(spec.get("scaleTargetRef") or {}).get("name"), spec.get("minReplicas") or 1,
+                spec.get("maxReplicas")]
+    if kind == "HTTPRoute":
+        return [[[p.get("name"), p.get("namespace"), p.get("sectionName")]
+                 for p in spec.get("parentRefs") or []],
+                spec.get("hostnames") or [],
+                [[[b.get("name"), b.get("port"), b.get("weight", 1)]
+                  for b in r.get("backendRefs") or []] for r in spec.get("rules") or []]]
+    return None
+
+
+def fingerprint(kind: str, obj: dict[str, Any]) -> str:
+    """Digest of :func:`_view`: equal for our manifest and the live object it became, until
+    someone else changes one of those fields."""
+    blob = json.dumps(_view(kind, obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

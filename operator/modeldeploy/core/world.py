@@ -1,4 +1,13 @@
-"""The frozen inputs and outputs of ``decide()``: what was observed, and the plan."""
+"""The frozen inputs and outputs of ``decide()``: what was observed, and the plan.
+
+``Observed`` is one snapshot of everything a decision may depend on: the object, the
+registry's answer, the children as the watches last saw them (including the route's live
+weights), measurements that are due, and what went wrong applying the previous plan.
+``Plan`` is everything the apply step does: the next status, the manifests to apply, the
+children to delete (by UID), the traffic split, measurements to take, registry write-backs,
+events, and an absolute time to look again. Canary steps and analysis add values to these
+fields, not new channels.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +43,8 @@ class Resolution:
     outcome: RegistryOutcome
     version: ResolvedVersion | None = None
     #: CamelCase reason: Resolved, ModelNotFound, AliasNotFound, VersionNotFound, StageEmpty,
-    #: RegistryUnreachable, CredentialsUnavailable.
+    #: NoVersions, InvalidModelName, RegistryUnreachable, RegistryUnauthorized,
+    #: CredentialsUnavailable.
     reason: str = ""
     message: str = ""
     at: dt.datetime | None = None
@@ -61,6 +71,32 @@ class RegistryTarget:
 
 
 @dataclass(frozen=True)
+class Split:
+    """A traffic split: version -> percent, summing to 100 (empty: no traffic anywhere)."""
+
+    weights: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def of(cls, weights: dict[str, int]) -> Split:
+        return cls(tuple(sorted(weights.items(), key=lambda kv: version_key(kv[0]))))
+
+    @classmethod
+    def all_to(cls, version: str) -> Split:
+        return cls(((version, 100),))
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.weights)
+
+    def weight(self, version: str) -> int:
+        return self.as_dict().get(version, 0)
+
+
+def version_key(version: str) -> tuple[int, str]:
+    """Numeric order for version numbers ("9" before "10")."""
+    return (int(version), version) if version.isdigit() else (0, version)
+
+
+@dataclass(frozen=True)
 class Child:
     """A child object as last seen (from the watch index, never a fresh GET)."""
 
@@ -68,17 +104,78 @@ class Child:
     name: str
     version: str | None
     hash: str | None
+    uid: str | None = None
+    #: Digest of the fields the operator owns, read from the live object (see
+    #: :func:`modeldeploy.core.render.fingerprint`): a change by anyone else shows here.
+    fingerprint: str | None = None
     # Deployments only:
     replicas: int = 0
     ready: int = 0
     updated: int = 0
     current: bool = True  # status.observedGeneration >= metadata.generation
     deadline_exceeded: bool = False
+    #: spec.replicas is set by the operator's own apply (not handed to an autoscaler yet).
+    replicas_owned: bool = False
+    # Routes only: (backend Service name, weight) as the route object says it.
+    backends: tuple[tuple[str, int], ...] = ()
 
-    @property
-    def available(self) -> bool:
-        """Every desired replica is updated and Ready (vacuously true at 0 replicas)."""
-        return self.current and self.ready >= self.replicas and self.updated >= self.replicas
+    def ready_for(self, desired: int) -> bool:
+        """Every one of ``desired`` replicas is updated and Ready, and the Deployment has
+        seen its current spec. Zero desired replicas is vacuously ready; a Deployment
+        scaled to zero out of band is not, when more are desired."""
+        want = max(desired, self.replicas)
+        return self.current and self.ready >= want and self.updated >= want
+
+
+@dataclass(frozen=True)
+class ChildRef:
+    """A child to delete: the UID precondition guarantees it is the object we saw."""
+
+    kind: str
+    name: str
+    uid: str | None
+
+
+@dataclass(frozen=True)
+class ApplyFailure:
+    """The apiserver refused a child of the previous plan; it is not worth retrying soon."""
+
+    kind: str
+    name: str
+    #: ApplyFailed (400/403/404/422) or Conflict (the name belongs to another owner).
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One analysis measurement (progressive delivery fills these in)."""
+
+    metric: str
+    version: str
+    phase: str  # Successful | Failed | Inconclusive | Error
+    value: float | None
+    message: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class MeasurementRequest:
+    """A measurement decide() wants taken before its next call."""
+
+    metric: str
+    version: str
+    query: str
+
+
+@dataclass(frozen=True)
+class RegistryWriteBack:
+    """A tag (or alias) to write on a model version in the registry."""
+
+    model: str
+    version: str
+    key: str
+    value: str
 
 
 @dataclass(frozen=True)
@@ -94,10 +191,18 @@ class Observed:
     target: RegistryTarget
     children: tuple[Child, ...] = ()
     default_image: str = DEFAULT_MLFLOW_IMAGE
+    measurements: tuple[Measurement, ...] = ()
+    #: Set on the second decide() of a reconcile whose apply step was refused.
+    apply_failure: ApplyFailure | None = None
+    #: How long a registry "not found" may last before the object counts as Stalled.
+    stall_after: float = 120.0
 
     def deployment(self, version: str) -> Child | None:
         return next((c for c in self.children
                      if c.kind == "Deployment" and c.version == version), None)
+
+    def child(self, kind: str, name: str) -> Child | None:
+        return next((c for c in self.children if c.kind == kind and c.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -111,6 +216,16 @@ class Event:
 class Plan:
     status: ModelDeploymentStatus
     apply: tuple[dict[str, Any], ...] = ()
-    delete: tuple[tuple[str, str], ...] = ()  # (kind, name), after every apply
+    delete: tuple[ChildRef, ...] = ()  # after every apply
+    #: The split the applied route objects carry (None: no change of traffic is planned).
+    traffic: Split | None = None
+    measure: tuple[MeasurementRequest, ...] = ()
+    write_back: tuple[RegistryWriteBack, ...] = ()
     events: tuple[Event, ...] = ()
-    requeue_after: float | None = None
+    #: When to look again even if nothing changes (None: only on change).
+    wake_at: dt.datetime | None = None
+
+    def requeue_after(self, now: dt.datetime) -> float | None:
+        if self.wake_at is None:
+            return None
+        return max(0.0, (self.wake_at - now).total_seconds())

@@ -1,0 +1,320 @@
+"""What the status says about a decision: phase, conditions, messages and the events that
+mark their transitions. Pure, like :mod:`modeldeploy.core.rollout`, which decides *what*
+happens; this module decides how it reads to ``kubectl``, kstatus (Flux, kpt) and Argo CD.
+
+Conditions written (``Reconciling`` and ``Stalled`` are the pair kstatus reads)::
+
+    Ready              True: the stable version serves with its desired replicas Ready
+    Progressing        True: a new version comes up, or the stable version scales or rolls
+    Degraded           True: the spec cannot be met right now (reason says why)
+    RegistryReachable  True: the registry answered; Unknown: not asked (yet)
+    Reconciling        True: still working towards the spec (kstatus: InProgress)
+    Stalled            True: cannot get there without a human (kstatus: Failed)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.api.status import (
+    HISTORY_LIMIT,
+    Canary,
+    Condition,
+    ConditionType,
+    HistoryEntry,
+    ModelDeploymentStatus,
+    Phase,
+    Resolved,
+    RolloutState,
+    Stable,
+)
+from modeldeploy.core import render
+from modeldeploy.core.conditions import get, set_condition, timestamp
+from modeldeploy.core.world import (
+    Child,
+    Event,
+    Observed,
+    Plan,
+    RegistryOutcome,
+    Resolution,
+    ResolvedVersion,
+)
+
+#: Registry answers that need a human once they have lasted ``Observed.stall_after``.
+_STALL_LATER = {"CredentialsUnavailable", "RegistryUnauthorized"}
+#: Registry answers that need a human at once.
+_STALL_NOW = {"InvalidModelName"}
+#: Said while spec.rollout is validated but not acted on yet.
+ROLLOUT_NOT_YET = ("spec.rollout is not acted on yet: a new version replaces the old one in a "
+                   "rolling switch (canary steps and analysis arrive in a later release)")
+MESSAGE_LIMIT = 1024
+
+
+def selector_text(spec: ModelDeploymentSpec) -> str:
+    kind, value = spec.model.selector()
+    return {"alias": f"@{value}", "stage": f"stage:{value}", "version": f"v{value}",
+            "latest": "latest"}[kind]
+
+
+def health(obs: Observed, spec: ModelDeploymentSpec, version: str) -> str:
+    """available: every desired replica Ready; partial: some Ready while the Deployment rolls
+    or scales (the old pods keep serving); down: none Ready, or the rollout is stuck."""
+    dep = obs.deployment(version)
+    if dep is None:
+        return "down"
+    if dep.ready_for(render.desired_replicas(spec)):
+        return "available"
+    return "partial" if dep.ready > 0 and not dep.deadline_exceeded else "down"
+
+
+class _Conditions:
+    """The stored conditions, updated one type at a time (lastTransitionTime kept)."""
+
+    def __init__(self, obs: Observed, now: dt.datetime) -> None:
+        self.items, self.obs, self.now = list(obs.status.conditions), obs, now
+
+    def set(self, type_: ConditionType, value: bool | None, reason: str, message: str) -> None:
+        self.items = set_condition(self.items, type_=type_.value, status=value, reason=reason,
+                                   message=message[:MESSAGE_LIMIT], now=self.now,
+                                   generation=self.obs.generation)
+
+    def ordered(self) -> list[Condition]:
+        order = [t.value for t in ConditionType]
+        return sorted(self.items, key=lambda c: order.index(c.type) if c.type in order else 99)
+
+
+def status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
+           stable: Stable | None, canary: Canary | None, rollout: RolloutState | None,
+           history: list[HistoryEntry], note: str | None) -> ModelDeploymentStatus:
+    res, failure = obs.registry, obs.apply_failure
+    conds = _Conditions(obs, now)
+    _registry_condition(conds, res)
+
+    canary_dep = obs.deployment(canary.version) if canary else None
+    stable_dep = obs.deployment(stable.version) if stable else None
+    stuck = canary_dep is not None and canary_dep.deadline_exceeded
+    state = health(obs, spec, stable.version) if stable is not None else "down"
+    stable_count = f"{_replicas(stable_dep)} ready"
+    if failure is not None:
+        conds.set(ConditionType.DEGRADED, True, failure.reason,
+                  _keeps_serving(f"{failure.kind} {failure.name}: {failure.message}", stable))
+    elif res.outcome is RegistryOutcome.NOT_FOUND:
+        conds.set(ConditionType.DEGRADED, True, res.reason, _keeps_serving(res.message, stable))
+    elif stable is not None and state == "down":
+        conds.set(ConditionType.DEGRADED, True, "ReplicasNotReady",
+                  f"version {stable.version}: {stable_count}")
+    elif stuck and canary is not None:
+        conds.set(ConditionType.DEGRADED, True, "ProgressDeadlineExceeded",
+                  _keeps_serving(f"version {canary.version} did not become Available in time "
+                                 f"({_replicas(canary_dep)} ready)", stable))
+    else:
+        conds.set(ConditionType.DEGRADED, False, "AsExpected", "")
+
+    progressing: tuple[str, str] | None = None
+    if canary is not None:
+        progressing = ("NewVersion",
+                       f"bringing up version {canary.version}: {_replicas(canary_dep)} ready")
+    elif stable is not None and state == "partial":
+        progressing = ("ReplicasUpdating", f"version {stable.version}: {stable_count}")
+    if progressing:
+        conds.set(ConditionType.PROGRESSING, True, *progressing)
+    else:
+        conds.set(ConditionType.PROGRESSING, False, "Idle" if stable else "NoVersion", "")
+
+    notes = "".join(f"; {n}" for n in (note, ROLLOUT_NOT_YET if spec.rollout else None) if n)
+    if res.outcome is RegistryOutcome.NOT_FOUND:
+        conds.set(ConditionType.READY, False, res.reason, _keeps_serving(res.message, stable))
+    elif stable is not None and state != "down":
+        conds.set(ConditionType.READY, True, "Serving",
+                  f"version {stable.version} serving, {stable_count}{notes}")
+    elif stable is not None:
+        conds.set(ConditionType.READY, False, "ReplicasNotReady",
+                  f"version {stable.version}: {stable_count}")
+    else:
+        conds.set(ConditionType.READY, False, "NoVersionServing",
+                  ("waiting for the first version" if canary else
+                   (res.message or "no version yet")) + notes)
+
+    stalled = _stalled(obs, now, stuck=stuck or (stable_dep is not None and
+                                                 stable_dep.deadline_exceeded))
+    _kstatus_conditions(conds, stalled, progressing=progressing, stable=stable, state=state,
+                        res=res)
+
+    phase = _phase(obs, stable=stable, canary=canary, state=state, stuck=stuck)
+    return ModelDeploymentStatus(
+        phase=phase, observedGeneration=obs.generation, selector=selector_text(spec),
+        stable=stable, canary=canary, rollout=rollout,
+        resolved=_resolved(obs.status.resolved, res.version, res.at),
+        conditions=conds.ordered(), history=history[:HISTORY_LIMIT],
+        message=_message(phase, stable, canary, res.message, failure_text=(
+            f"{obs.apply_failure.kind} {obs.apply_failure.name}: {obs.apply_failure.reason}"
+            if obs.apply_failure else None))[:MESSAGE_LIMIT],
+    )
+
+
+def _registry_condition(conds: _Conditions, res: Resolution) -> None:
+    if res.outcome is RegistryOutcome.UNKNOWN:
+        if get(conds.items, ConditionType.REGISTRY_REACHABLE.value) is None:
+            conds.set(ConditionType.REGISTRY_REACHABLE, None, "NotYetAsked", "")
+        return
+    reachable = res.outcome is not RegistryOutcome.UNREACHABLE
+    # Messages carry no poll timestamps: an unchanged answer must not rewrite the status.
+    conds.set(ConditionType.REGISTRY_REACHABLE, reachable,
+              "Reachable" if reachable else (res.reason or "RegistryUnreachable"), res.message)
+
+
+def _kstatus_conditions(conds: _Conditions, stalled: tuple[str, str] | None, *,
+                        progressing: tuple[str, str] | None, stable: Stable | None, state: str,
+                        res: Resolution) -> None:
+    """Reconciling and Stalled, which generic tools (kstatus: Flux, kpt, cli-utils) read."""
+    if stalled is not None:
+        conds.set(ConditionType.STALLED, True, *stalled)
+        conds.set(ConditionType.RECONCILING, False, "Stalled",
+                  "waiting for a change to the spec or the registry")
+        return
+    conds.set(ConditionType.STALLED, False, "AsExpected", "")
+    working: tuple[str, str] | None = progressing
+    if working is None and res.outcome is RegistryOutcome.NOT_FOUND:
+        working = (res.reason, res.message)
+    elif working is None and stable is None:
+        working = ("WaitingForFirstVersion", res.message or "asking the registry")
+    elif working is None and state == "down":
+        working = ("ReplicasNotReady", "waiting for the stable version's replicas")
+    if working is not None:
+        conds.set(ConditionType.RECONCILING, True, *working)
+    else:
+        conds.set(ConditionType.RECONCILING, False, "AsExpected", "")
+
+
+def _stall_reason(res: Resolution) -> str | None:
+    """The registry answer's reason if it is one that can stall the object."""
+    if res.outcome is RegistryOutcome.NOT_FOUND or (
+            res.outcome is RegistryOutcome.UNREACHABLE and res.reason in _STALL_LATER):
+        return res.reason
+    return None
+
+
+def _stalled(obs: Observed, now: dt.datetime, *, stuck: bool) -> tuple[str, str] | None:
+    failure, res = obs.apply_failure, obs.registry
+    if failure is not None:
+        return failure.reason, f"{failure.kind} {failure.name}: {failure.message}"
+    if stuck:
+        return "ProgressDeadlineExceeded", "a Deployment did not become Available in time"
+    reason = _stall_reason(res)
+    if reason is None:
+        return None
+    old = get(obs.status.conditions, ConditionType.STALLED.value)
+    if reason in _STALL_NOW or (old is not None and old.status == "True" and
+                                old.reason == reason):
+        return reason, res.message  # a restarted operator keeps what it had concluded
+    due = stall_due(obs, now)
+    return (reason, res.message) if due is not None and due <= now else None
+
+
+def stall_due(obs: Observed, now: dt.datetime) -> dt.datetime | None:
+    """When the current registry answer, if it lasts, makes the object Stalled."""
+    res = obs.registry
+    if _stall_reason(res) is None or res.at is None:
+        return None
+    return res.at + dt.timedelta(seconds=obs.stall_after)
+
+
+def _resolved(known: Resolved | None, v: ResolvedVersion | None,
+              at: dt.datetime | None) -> Resolved | None:
+    """The registry's latest answer; ``at`` is when that answer first appeared."""
+    if v is None:
+        return known
+    if known is not None and (known.version, known.modelUri, known.runId, known.source) == (
+            v.version, v.model_uri, v.run_id, v.source):
+        return known
+    return Resolved(version=v.version, runId=v.run_id, source=v.source, modelUri=v.model_uri,
+                    at=timestamp(at) if at else None)
+
+
+def _phase(obs: Observed, *, stable: Stable | None, canary: Canary | None, state: str,
+           stuck: bool) -> Phase:
+    """Degraded while a version keeps serving despite a problem; Failed when nothing serves
+    and the problem is not one of waiting (a registry that does not answer is waited for)."""
+    if obs.apply_failure is not None or obs.registry.outcome is RegistryOutcome.NOT_FOUND:
+        return Phase.DEGRADED if stable else Phase.FAILED
+    if canary is not None:
+        if stuck:
+            return Phase.DEGRADED if stable else Phase.FAILED
+        return Phase.PROGRESSING if stable else Phase.PENDING
+    if stable is None:
+        return Phase.PENDING
+    return {"available": Phase.STABLE, "partial": Phase.PROGRESSING}.get(state, Phase.DEGRADED)
+
+
+def _message(phase: Phase, stable: Stable | None, canary: Canary | None, registry: str, *,
+             failure_text: str | None) -> str:
+    if failure_text is not None:
+        return _keeps_serving(failure_text, stable)
+    if phase is Phase.STABLE and stable:
+        return f"serving version {stable.version}" + (f" (run {stable.runId})"
+                                                      if stable.runId else "")
+    if canary is not None:
+        return f"bringing up version {canary.version}" + (
+            f"; version {stable.version} keeps serving" if stable else "")
+    return _keeps_serving(registry or phase.value, stable)
+
+
+def _keeps_serving(message: str, stable: Stable | None) -> str:
+    return f"{message}; version {stable.version} keeps serving" if stable else message
+
+
+def _replicas(dep: Child | None) -> str:
+    return "0/?" if dep is None else f"{dep.ready}/{dep.replicas}"
+
+
+def transition_events(old: list[Condition], new: list[Condition]) -> list[Event]:
+    """Warnings when things go wrong and a note when they recover; quiet otherwise."""
+    out: list[Event] = []
+    o_reach, n_reach = get(old, "RegistryReachable"), get(new, "RegistryReachable")
+    if n_reach and n_reach.status == "False" and (o_reach is None or o_reach.status != "False"):
+        out.append(Event("Warning", n_reach.reason, n_reach.message))
+    if n_reach and n_reach.status == "True" and o_reach and o_reach.status == "False":
+        out.append(Event("Normal", "RegistryReachable", "the registry answers again"))
+    o_deg, n_deg = get(old, "Degraded"), get(new, "Degraded")
+    if n_deg and n_deg.status == "True" and (
+            o_deg is None or o_deg.status != "True" or o_deg.reason != n_deg.reason):
+        out.append(Event("Warning", n_deg.reason, n_deg.message))
+    if n_deg and n_deg.status == "False" and o_deg and o_deg.status == "True":
+        out.append(Event("Normal", "Recovered", f"no longer degraded ({o_deg.reason})"))
+    return out
+
+
+def new_version_message(spec: ModelDeploymentSpec, v: ResolvedVersion,
+                        stable: Stable | None) -> str:
+    run = f" (run {v.run_id})" if v.run_id else ""
+    if stable is None:
+        return f"{selector_text(spec)} resolves to version {v.version}{run}; bringing it up"
+    return (f"{selector_text(spec)} moved from version {stable.version} to {v.version}{run}; "
+            f"bringing up version {v.version} next to {stable.version}")
+
+
+def promoted_message(canary: Canary, stable: Stable | None) -> str:
+    if stable is None:
+        return f"version {canary.version} is Available and serves all traffic"
+    return (f"version {canary.version} is Available and serves all traffic; "
+            f"removing version {stable.version}")
+
+
+def invalid_spec_plan(obs: Observed, now: dt.datetime) -> Plan:
+    """An invalid spec (stored before a rule existed, or an allow-list refusal): say so,
+    stall, and keep every child exactly as it is."""
+    st = obs.status
+    conds = _Conditions(obs, now)
+    error = obs.spec_error or "invalid spec"
+    conds.set(ConditionType.DEGRADED, True, "InvalidSpec", error)
+    conds.set(ConditionType.STALLED, True, "InvalidSpec", error)
+    conds.set(ConditionType.RECONCILING, False, "Stalled", "waiting for a valid spec")
+    # Not asked while the spec is invalid: an old "unreachable" must not linger.
+    conds.set(ConditionType.REGISTRY_REACHABLE, None, "NotAsked",
+              "the registry is not asked while the spec is invalid")
+    status = st.model_copy(update={
+        "phase": Phase.DEGRADED if st.stable else Phase.FAILED,
+        "observedGeneration": obs.generation, "conditions": conds.ordered(),
+        "message": _keeps_serving(f"invalid spec: {error}", st.stable)[:MESSAGE_LIMIT]})
+    return Plan(status=status, events=tuple(transition_events(st.conditions, status.conditions)))

@@ -1,0 +1,30 @@
+"""The null router: no route object of its own (``traffic`` unset, or ``router: replicas``).
+
+Traffic reaches the stable version through the entry Service ``<name>``, whose selector moves
+when a version is promoted. Weighted splits by replica counts arrive with canary releases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.core.render import Owner
+from modeldeploy.core.world import Child, Split
+
+
+class NullRouter:
+    name = "none"
+
+    def kinds(self) -> tuple[str, ...]:
+        return ()
+
+    def render(self, owner: Owner, spec: ModelDeploymentSpec,
+               split: Split) -> list[dict[str, Any]]:
+        return []
+
+    def live_split(self, owner: Owner, children: tuple[Child, ...]) -> Split | None:
+        return None
+
+    def describe(self, split: Split) -> str:
+        return ", ".join(f"version {v}: {w}%" for v, w in split.weights) or "no traffic"
