@@ -15,6 +15,7 @@ import kopf
 
 from modeldeploy.api import GROUP, PLURAL, VERSION
 from modeldeploy.config import OperatorConfig
+from modeldeploy.controller import credentials
 from modeldeploy.controller.operator import CHILD_RESOURCES, MANAGED_SELECTOR, Operator
 from modeldeploy.core import render
 
@@ -39,6 +40,8 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # client-side, which would stream every Deployment and Service of the cluster to us.
     for group, version, plural in CHILD_RESOURCES.values():
         settings.watching.label_selectors[group, version, plural] = MANAGED_SELECTOR
+    # Only Secrets labelled for registry use ever reach the operator's memory.
+    settings.watching.label_selectors["", "v1", "secrets"] = credentials.SELECTOR
     _state["operator"] = await Operator.start(OperatorConfig.from_env())
 
 
@@ -64,6 +67,11 @@ def _child_handler(kind: str) -> Any:
 
     handler.__name__ = handler.__qualname__ = f"_child_{kind.lower()}"
     return handler
+
+
+@kopf.on.event("", "v1", "secrets", labels={credentials.CREDENTIALS_LABEL: "true"})
+async def _credentials_secret(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    _operator().credentials.secret_event(event.get("type"), _plain(body))
 
 
 for _kind, (_group, _version, _plural) in CHILD_RESOURCES.items():

@@ -13,7 +13,6 @@ status conflict means the decision was made on a stale object and must be made a
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import functools
 import json
@@ -176,13 +175,6 @@ class Kube:
                 "status": status}
         return await self.request("PUT", self.path(KIND, namespace, name) + "/status",
                                   body=body, retry_conflicts=False)
-
-    async def read_secret(self, namespace: str,
-                          name: str) -> tuple[dict[str, str], dict[str, str]]:
-        """(decoded data, labels) of a Secret."""
-        secret = await self.request("GET", self.path("Secret", namespace, name))
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-        return data, dict((secret.get("metadata") or {}).get("labels") or {})
 
     async def post_event(self, owner: dict[str, Any], *, type_: str, reason: str,
                          message: str) -> None:

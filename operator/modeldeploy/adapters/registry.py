@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -105,6 +106,13 @@ class _Client:
             return Resolution(outcome=RegistryOutcome.NOT_FOUND, reason=missing.reason,
                               message=str(missing), at=now)
         except MlflowException as exc:
+            if exc.error_code == "INVALID_PARAMETER_VALUE":
+                # The registry answered: what the spec names is not valid there (e.g. a model
+                # name MLflow refuses). A spec problem, not an outage.
+                return Resolution(outcome=RegistryOutcome.NOT_FOUND, reason="InvalidSpec",
+                                  message=stable_text(f"the registry refuses spec.model "
+                                                      f"({key.describe()}): {exc.message}"),
+                                  at=now)
             return _unreachable(exc, key, now)
         except OSError as exc:  # requests' connection errors are OSErrors
             return Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryUnreachable",
@@ -113,7 +121,9 @@ class _Client:
         return Resolution(
             outcome=RegistryOutcome.OK, reason="Resolved", at=now,
             message=f"{key.describe()} is version {version}",
-            version=ResolvedVersion(version=version, run_id=mv.run_id, source=mv.source,
+            # A version registered without a run reads run_id "" from MLflow: no run is None.
+            version=ResolvedVersion(version=version, run_id=mv.run_id or None,
+                                    source=mv.source or None,
                                     model_uri=model_uri(key.model, version)))
 
     def _find(self, key: ResolveKey) -> Any:
@@ -271,25 +281,45 @@ def _unreachable(exc: MlflowException, key: ResolveKey, now: dt.datetime) -> Res
                       message=stable_text(f"{key.registry_uri}: {text}"), at=now)
 
 
-class Registry:
-    """Async face of the registry: each call in a worker thread, bounded by ``timeout``."""
+def registry_host(uri: str) -> str:
+    """What calls are bounded per: the registry's scheme://host:port."""
+    split = urlsplit(uri)
+    return f"{split.scheme}://{split.netloc}".lower()
 
-    def __init__(self, *, timeout: float = 15.0, threads: int = 8) -> None:
+
+class Registry:
+    """Async face of the registry: each call in a worker thread, bounded by ``timeout``.
+
+    A call that outlives its timeout keeps its thread until MLflow's own HTTP timeout frees
+    it. So that a registry that hangs cannot take every thread (and stall every other
+    registry's polls), each registry host gets at most ``per_host`` threads at a time, and a
+    slot is given back only when its thread is really done, not when the caller gave up.
+    """
+
+    def __init__(self, *, timeout: float = 15.0, threads: int = 32, per_host: int = 2) -> None:
         self.timeout = timeout
+        self.per_host = per_host
         # Its own threads: a registry call that outlives its timeout keeps a thread busy, and
         # that must never hold up Kubernetes writes (the kube adapter has its own pool).
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="registry")
+        self._slots: dict[str, asyncio.Semaphore] = {}
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
+    async def _run(self, host: str, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(loop.run_in_executor(self._pool, fn, *args),
-                                      self.timeout)
+        slot = self._slots.setdefault(host, asyncio.Semaphore(self.per_host))
+
+        async def call() -> T:
+            await slot.acquire()
+            fut = loop.run_in_executor(self._pool, fn, *args)
+            fut.add_done_callback(lambda _: slot.release())
+            return await asyncio.shield(fut)
+
+        return await asyncio.wait_for(call(), self.timeout)
 
     async def resolve(self, key: ResolveKey, creds: Credentials | None) -> Resolution:
         client = _Client(key.tracking_uri, key.registry_uri, creds)
         try:
-            result: Resolution = await self._run(client.resolve, key)
-            return result
+            return await self._run(registry_host(key.registry_uri), client.resolve, key)
         except TimeoutError:
             return Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryUnreachable",
                               message=f"{key.registry_uri}: no answer within {self.timeout:.0f}s",
@@ -298,5 +328,5 @@ class Registry:
     async def details(self, key: ResolveKey, creds: Credentials | None,
                       version: ResolvedVersion) -> VersionDetails:
         client = _Client(key.tracking_uri, key.registry_uri, creds)
-        details: VersionDetails = await self._run(client.details, version.run_id, version.source)
-        return details
+        return await self._run(registry_host(key.tracking_uri), client.details,
+                               version.run_id, version.source)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from typing import Any
@@ -22,13 +21,13 @@ from modeldeploy.adapters.kube import ApiError, Kube
 from modeldeploy.adapters.registry import Registry
 from modeldeploy.api import KIND
 from modeldeploy.config import OperatorConfig
+from modeldeploy.controller.credentials import CredentialsCache
 from modeldeploy.controller.index import Index, Key, key_of
 from modeldeploy.controller.queue import WorkQueue
 from modeldeploy.controller.reconciler import (
     Reconciler,
     StatusConflictError,
     namespace_terminating,
-    read_credentials,
 )
 from modeldeploy.controller.resolver import Resolver
 from modeldeploy.core import render
@@ -55,9 +54,10 @@ class Operator:
         self.index = Index()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.metrics = Metrics()
+        self.credentials = CredentialsCache(
+            kube, changed=lambda ns, name: self.resolver.invalidate_secret(ns, name))
         self.resolver = Resolver(Registry(timeout=config.registry_timeout), wake=self.queue.add,
-                                 credentials=functools.partial(read_credentials, kube),
-                                 metrics=self.metrics)
+                                 credentials=self.credentials, metrics=self.metrics)
         self.reconciler = Reconciler(kube=kube, index=self.index, resolver=self.resolver,
                                      config=config, metrics=self.metrics)
         self.metrics.watch_state(StateView(objects=self.index.objects,

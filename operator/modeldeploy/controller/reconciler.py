@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modeldeploy.adapters.kube import PERMANENT_STATUSES, ApiError, Kube
-from modeldeploy.adapters.registry import Credentials, ResolveKey
+from modeldeploy.adapters.registry import ResolveKey
 from modeldeploy.api import KIND
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
@@ -46,10 +46,6 @@ from modeldeploy.core.world import (
 from modeldeploy.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-#: A Secret must carry this label (value "true") before its values are sent to a registry.
-CREDENTIALS_LABEL = "modeldeploy.io/registry-credentials"
-
 
 def spec_error_text(exc: ValidationError) -> str:
     """``spec.serving.replicas: Input should be greater than or equal to 0; ...``"""
@@ -128,27 +124,6 @@ def registry_key(spec: ModelDeploymentSpec, namespace: str,
     rkey = ResolveKey(tracking_uri=tracking, registry_uri=registry, model=spec.model.name,
                       kind=kind, value=value, credentials=creds)
     return rkey, RegistryTarget(tracking_uri=tracking, registry_uri=registry, credentials=creds)
-
-
-async def read_credentials(kube: Kube, rkey: ResolveKey) -> Credentials | None:
-    """Read a registry's credentials Secret; LookupError when it cannot (or may not) be used."""
-    ref = rkey.credentials
-    if ref is None:
-        return None
-    where = f"credentials Secret {ref.namespace}/{ref.name}"
-    try:
-        data, labels = await kube.read_secret(ref.namespace, ref.name)
-    except ApiError as exc:
-        raise LookupError(f"{where}: {exc.message}") from exc
-    except Exception as exc:  # network trouble reading it is the same answer
-        raise LookupError(f"{where}: {exc}") from exc
-    if labels.get(CREDENTIALS_LABEL) != "true":
-        # Whoever may create a ModelDeployment chooses the URL credentials are sent to;
-        # only Secrets an owner marked for this purpose are ever sent anywhere.
-        raise LookupError(f"{where} is not labelled {CREDENTIALS_LABEL}=true, "
-                          "so the operator will not use it")
-    return Credentials(token=data.get(ref.token_key), username=data.get(ref.username_key),
-                       password=data.get(ref.password_key))
 
 
 class Reconciler:

@@ -67,7 +67,7 @@ def _clear_inflight(entry: _Entry) -> Callable[[asyncio.Task[Resolution]], None]
 
 class Resolver:
     def __init__(self, registry: Registry, *, wake: Callable[[Key], None],
-                 credentials: CredentialsProvider, concurrency: int = 8,
+                 credentials: CredentialsProvider,
                  clock: Callable[[], float] = time.monotonic,
                  metrics: Metrics | None = None) -> None:
         self._registry = registry
@@ -77,7 +77,6 @@ class Resolver:
         self._clock = clock
         self._entries: dict[ResolveKey, _Entry] = {}
         self._subscriptions: dict[Key, ResolveKey] = {}
-        self._limit = asyncio.Semaphore(concurrency)
         self._changed = asyncio.Event()
 
     # --- subscriptions ---------------------------------------------------------------------
@@ -135,6 +134,19 @@ class Resolver:
             self._changed.set()
         return hits
 
+    def invalidate_secret(self, namespace: str, name: str) -> int:
+        """Poll every key that uses this credentials Secret now (it changed)."""
+        hits = 0
+        for rkey, entry in self._entries.items():
+            ref = rkey.credentials
+            if ref is not None and (ref.namespace, ref.name) == (namespace, name):
+                entry.due = self._clock()
+                entry.stale = True
+                hits += 1
+        if hits:
+            self._changed.set()
+        return hits
+
     async def _refresh(self, rkey: ResolveKey, entry: _Entry) -> Resolution:
         # Shielded: a waiter being cancelled never cancels a poll others share.
         return await asyncio.shield(self._start(rkey, entry))
@@ -147,21 +159,22 @@ class Resolver:
         return entry.inflight
 
     async def _poll(self, rkey: ResolveKey, entry: _Entry) -> Resolution:
+        # No resolver-wide limit: the registry adapter bounds calls per registry host, so a
+        # registry that hangs holds only its own slots, never other registries' polls.
         entry.stale = False
-        async with self._limit:
-            started = time.monotonic()
+        started = time.monotonic()
+        try:
+            creds = await self._credentials(rkey)
+        except LookupError as exc:
+            res = Resolution(outcome=RegistryOutcome.UNREACHABLE,
+                             reason="CredentialsUnavailable", message=str(exc))
+        else:
             try:
-                creds = await self._credentials(rkey)
-            except LookupError as exc:
-                res = Resolution(outcome=RegistryOutcome.UNREACHABLE,
-                                 reason="CredentialsUnavailable", message=str(exc))
-            else:
-                try:
-                    res = await self._registry.resolve(rkey, creds)
-                except Exception as exc:  # a poll must always end in an answer
-                    log.exception("resolving %s failed unexpectedly", rkey.describe())
-                    res = Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryError",
-                                     message=f"{type(exc).__name__}: {exc}")
+                res = await self._registry.resolve(rkey, creds)
+            except Exception as exc:  # a poll must always end in an answer
+                log.exception("resolving %s failed unexpectedly", rkey.describe())
+                res = Resolution(outcome=RegistryOutcome.UNREACHABLE, reason="RegistryError",
+                                 message=f"{type(exc).__name__}: {exc}")
         entry.polls += 1
         if self._metrics is not None:
             self._metrics.registry_polls.labels(res.outcome.value, res.reason).inc()

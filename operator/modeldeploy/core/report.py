@@ -44,7 +44,7 @@ from modeldeploy.core.world import (
 #: Registry answers that need a human once they have lasted ``Observed.stall_after``.
 _STALL_LATER = {"CredentialsUnavailable", "RegistryUnauthorized"}
 #: Registry answers that need a human at once.
-_STALL_NOW = {"InvalidModelName"}
+_STALL_NOW = {"InvalidSpec"}
 #: Said while spec.rollout is validated but not acted on yet.
 ROLLOUT_NOT_YET = ("spec.rollout is not acted on yet: a new version replaces the old one in a "
                    "rolling switch (canary steps and analysis arrive in a later release)")

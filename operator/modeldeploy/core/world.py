@@ -43,8 +43,8 @@ class Resolution:
     outcome: RegistryOutcome
     version: ResolvedVersion | None = None
     #: CamelCase reason: Resolved, ModelNotFound, AliasNotFound, VersionNotFound, StageEmpty,
-    #: NoVersions, InvalidModelName, RegistryUnreachable, RegistryUnauthorized,
-    #: CredentialsUnavailable.
+    #: NoVersions, InvalidSpec (the registry refuses the name), RegistryUnreachable,
+    #: RegistryUnauthorized, CredentialsUnavailable.
     reason: str = ""
     message: str = ""
     at: dt.datetime | None = None

@@ -1,0 +1,86 @@
+"""Registry credentials from labelled Secrets, kept fresh by a watch instead of a GET per poll.
+
+Whoever may create a ModelDeployment chooses the URL credentials are sent to, so only a Secret
+its owner labelled ``modeldeploy.io/registry-credentials: "true"`` is ever used. The operator
+watches exactly those Secrets (a server-side label selector: no other Secret reaches its
+memory) and asks the apiserver only about a Secret the watch does not hold, to tell "missing"
+from "not labelled" in the condition message. A change to a watched Secret re-polls the
+registry keys that use it at once.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from modeldeploy.adapters.kube import ApiError, Kube
+from modeldeploy.adapters.registry import Credentials, ResolveKey
+
+#: A Secret must carry this label (value "true") before its values are sent to a registry.
+CREDENTIALS_LABEL = "modeldeploy.io/registry-credentials"
+SELECTOR = f"{CREDENTIALS_LABEL}=true"
+
+SecretKey = tuple[str, str]  # (namespace, name)
+
+
+def _decoded(body: dict[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode(errors="replace")
+            for k, v in (body.get("data") or {}).items()}
+
+
+class CredentialsCache:
+    def __init__(self, kube: Kube, *, changed: Callable[[str, str], object]) -> None:
+        self._kube = kube
+        self._changed = changed
+        self._secrets: dict[SecretKey, dict[str, str]] = {}
+
+    def secret_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A watch event for a labelled Secret (or one that just lost its label)."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        labelled = (meta.get("labels") or {}).get(CREDENTIALS_LABEL) == "true"
+        data = _decoded(body) if labelled and event_type != "DELETED" else None
+        if data is None:
+            known = self._secrets.pop(key, None) is not None
+        else:
+            known = self._secrets.get(key) != data
+            self._secrets[key] = data
+        if known:
+            self._changed(*key)
+
+    def __len__(self) -> int:
+        return len(self._secrets)
+
+    async def __call__(self, rkey: ResolveKey) -> Credentials | None:
+        """The credentials a registry key names; LookupError when they cannot (or may not)
+        be used."""
+        ref = rkey.credentials
+        if ref is None:
+            return None
+        data = self._secrets.get((ref.namespace, ref.name))
+        if data is None:
+            await self._explain(ref.namespace, ref.name)
+            data = {}  # labelled after all (the watch is about to say so): use what it has
+        return Credentials(token=data.get(ref.token_key), username=data.get(ref.username_key),
+                           password=data.get(ref.password_key))
+
+    async def _explain(self, namespace: str, name: str) -> None:
+        """Why a Secret is not in the cache: missing, or not labelled (raises LookupError);
+        returns when it is labelled after all and only the watch has not delivered it yet."""
+        where = f"credentials Secret {namespace}/{name}"
+        try:
+            found = await self._kube.get("Secret", namespace, name)
+        except ApiError as exc:
+            raise LookupError(f"{where}: {exc.message}") from exc
+        except Exception as exc:  # network trouble reading it is the same answer
+            raise LookupError(f"{where}: {exc}") from exc
+        if found is None:
+            raise LookupError(f'{where}: secrets "{name}" not found')
+        labels = (found.get("metadata") or {}).get("labels") or {}
+        if labels.get(CREDENTIALS_LABEL) != "true":
+            raise LookupError(f"{where} is not labelled {CREDENTIALS_LABEL}=true, "
+                              "so the operator will not use it")
+        self.secret_event("ADDED", found)
+        if (namespace, name) not in self._secrets:
+            raise LookupError(f"{where}: unreadable")
