@@ -22,6 +22,7 @@ from modeldeploy.controller.index import child_of
 from modeldeploy.controller.reconciler import parse_status, status_dict
 from modeldeploy.core.rollout import decide
 from modeldeploy.core.world import (
+    ApplyFailure,
     Child,
     Observed,
     Plan,
@@ -65,6 +66,7 @@ class World:
     generation: int = 1
     now: dt.datetime = T0
     spec_error: str | None = None
+    apply_failure: ApplyFailure | None = None
     plans: list[Plan] = field(default_factory=list)
     stored: dict[str, Any] = field(default_factory=dict)  # .status as the apiserver holds it
     status_writes: int = 0
@@ -83,7 +85,7 @@ class World:
             spec=spec, spec_error=self.spec_error, status=self.status, registry=self.registry,
             target=RegistryTarget(tracking_uri="http://mlflow:5000",
                                   registry_uri="http://mlflow:5000"),
-            children=children)
+            children=children, apply_failure=self.apply_failure)
 
     def tick(self, seconds: float = 1.0) -> Plan:
         """decide(), then do what the plan says, as the apply step would."""

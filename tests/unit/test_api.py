@@ -67,6 +67,15 @@ INVALID = [
     ("unknown field", spec(serving={"replicaz": 2}), "replicaz"),
     ("http-only tracking uri", spec(model={"name": "m", "alias": "a", "registry": {"trackingUri": "ftp://x"}}),
      "trackingUri"),
+    ("poll interval below the floor", spec(model={"name": "m", "alias": "a",
+                                                  "pollInterval": "0s"}), "at least 5s"),
+    ("poll interval 4.9s", spec(model={"name": "m", "alias": "a", "pollInterval": "4900ms"}),
+     "at least 5s"),
+    ("reserved env name", spec(serving={"env": [{"name": "MODEL_URI", "value": "x"}]}),
+     "env names set by the operator"),
+    ("duplicate env name", spec(serving={"env": [{"name": "A", "value": "1"},
+                                                 {"name": "A", "value": "2"}]}),
+     "env names must be unique"),
 ]
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.config import OperatorConfig
-from modeldeploy.controller.reconciler import parse_spec, registry_key
+from modeldeploy.config import OperatorConfig, registry_allowed
+from modeldeploy.controller.reconciler import parse_spec, refusal_backoff, registry_key
 from modeldeploy.core.world import SecretRef
 
 
@@ -41,7 +41,9 @@ def test_credentials_reference_is_namespaced_and_part_of_the_key() -> None:
 
 @pytest.mark.parametrize(("uri", "allowed"), [
     ("https://mlflow.example.com", True), ("https://mlflow.example.com.evil.io", False),
-    ("http://169.254.169.254", False)])
+    ("https://mlflow.example.com@evil.io", False), ("https://x@mlflow.example.com", False),
+    ("https://MLFLOW.example.com", True), ("http://mlflow.example.com", False),
+    ("https://mlflow.example.com:8443", False), ("http://169.254.169.254", False)])
 def test_allow_list_limits_where_requests_and_credentials_go(uri: str, allowed: bool) -> None:
     config = OperatorConfig(allowed_registries=("https://mlflow.example.com/",
                                                 "https://mlflow.example.com:443/"))
@@ -60,3 +62,21 @@ def test_spec_errors_name_the_field() -> None:
     parsed, error = parse_spec({"model": {"name": "m", "alias": "a"}, "serving": {"replicas": -1}})
     assert parsed is None and error is not None
     assert error.startswith("spec.serving.replicas:")
+
+
+@pytest.mark.parametrize(("uri", "allowed"), [
+    ("https://mlflow.corp", True), ("https://mlflow.corp/", True),
+    ("https://mlflow.corp:443/api", True), ("https://mlflow.corp.evil.io", False),
+    ("https://mlflow.corp@evil.io", False), ("https://mlflow.corp:444", False),
+    ("https://gw.corp/mlflow", True), ("https://gw.corp/mlflow/team-a", True),
+    ("https://gw.corp/mlflow-evil", False), ("https://gw.corp/", False),
+    ("ftp://mlflow.corp", False), ("https://mlflow.corp:notaport", False), ("nonsense", False),
+])
+def test_allow_list_compares_scheme_host_port_and_whole_path_segments(
+    uri: str, allowed: bool,
+) -> None:
+    assert registry_allowed(uri, ["https://mlflow.corp", "https://gw.corp/mlflow/"]) is allowed
+
+
+def test_refused_children_are_retried_with_a_growing_backoff() -> None:
+    assert [refusal_backoff(n) for n in (1, 2, 3, 10)] == [5.0, 10.0, 20.0, 300.0]

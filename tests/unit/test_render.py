@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any
 
 import pytest
@@ -127,3 +129,79 @@ def test_label_values_are_valid(text: str, ok: str | None) -> None:
     assert len(value) <= 63 and value[0].isalnum() and value[-1].isalnum()
     if ok:
         assert value == ok
+
+
+@pytest.mark.parametrize("owner", [
+    "fraud.scorer", "7-eleven", "0", "a" * 63, "a.b." + "c" * 200, "x" * 253, "m-" + "1" * 60])
+@pytest.mark.parametrize("version", [None, "1", "12345678901234567890"])
+def test_every_name_the_apiserver_accepts_gives_dns_1035_child_names(
+    owner: str, version: str | None,
+) -> None:
+    name = render.child_name(owner, version)
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63, name
+    assert name.endswith(f"-v{version}" if version else name[-1])
+
+
+@pytest.mark.parametrize(("a", "b"), [("a.b", "a-b"), ("1abc", "m1abc"), ("x" * 70, "x" * 71)])
+def test_names_that_had_to_change_never_collide_with_the_names_they_look_like(
+    a: str, b: str,
+) -> None:
+    assert render.child_name(a) != render.child_name(b)
+    assert render.child_name(a, "2") != render.child_name(b, "2")
+
+
+def test_valid_short_names_are_used_as_they_are() -> None:
+    assert render.child_name("fraud", "2") == "fraud-v2"
+    assert render.child_name("fraud-v2") == "fraud-v2", "a collision the operator checks for"
+
+
+@pytest.mark.parametrize("text", ["modèle-fraude", "模型", "Ünïcode Model", "ok" + "é" * 70])
+def test_label_values_are_ascii_for_unicode_model_names(text: str) -> None:
+    value = render.label_value(text)
+    assert re.fullmatch(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?", value), value
+    assert len(value) <= 63 and value.isascii()
+    assert render.label_value(text) != render.label_value(text + "x")
+
+
+def _as_returned_by_the_apiserver(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What defaulting and omitempty do to our Deployment on the way back."""
+    live = copy.deepcopy(manifest)
+    pod = live["spec"]["template"]["spec"]
+    pod["serviceAccountName"] = pod.get("serviceAccountName", "default")
+    pod["dnsPolicy"] = "ClusterFirst"
+    c = pod["containers"][0]
+    c["terminationMessagePath"] = "/dev/termination-log"
+    c["imagePullPolicy"] = "IfNotPresent"
+    c["readinessProbe"]["httpGet"]["scheme"] = "HTTP"
+    c["readinessProbe"]["successThreshold"] = 1
+    for env in c["env"]:
+        if env.get("value") == "":
+            del env["value"]
+        if "fieldRef" in (env.get("valueFrom") or {}):
+            env["valueFrom"]["fieldRef"]["apiVersion"] = "v1"
+    c["resources"] = {"requests": {"cpu": "500m"}}  # "0.5" re-spelt
+    live["metadata"]["uid"] = "abc"
+    live["status"] = {"readyReplicas": 2}
+    return live
+
+
+def test_the_fingerprint_survives_defaulting_but_not_a_changed_image() -> None:
+    manifest = deployment(env=[{"name": "EMPTY", "value": ""},
+                               {"name": "NODE", "valueFrom": {"fieldRef": {
+                                   "fieldPath": "spec.nodeName"}}}],
+                          resources={"requests": {"cpu": "0.5"}})
+    live = _as_returned_by_the_apiserver(manifest)
+    assert render.fingerprint("Deployment", live) == render.fingerprint("Deployment", manifest)
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:latest"
+    assert render.fingerprint("Deployment", live) != render.fingerprint("Deployment", manifest)
+
+
+def test_the_fingerprint_sees_a_changed_service_selector() -> None:
+    spec = ModelDeploymentSpec.model_validate({"model": {"name": "m", "alias": "a"}})
+    svc = render.render_stable_service(OWNER, spec, "1")
+    live = copy.deepcopy(svc)
+    live["spec"]["clusterIP"] = "10.0.0.7"
+    live["spec"]["ports"][0]["targetPort"] = "http"
+    assert render.fingerprint("Service", live) == render.fingerprint("Service", svc)
+    live["spec"]["selector"][render.LABEL_VERSION] = "9"
+    assert render.fingerprint("Service", live) != render.fingerprint("Service", svc)

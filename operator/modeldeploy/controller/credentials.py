@@ -60,8 +60,9 @@ class CredentialsCache:
             return None
         data = self._secrets.get((ref.namespace, ref.name))
         if data is None:
+            # Not from the watch (yet): raises why, or caches it when it is labelled after all.
             await self._explain(ref.namespace, ref.name)
-            data = {}  # labelled after all (the watch is about to say so): use what it has
+            data = self._secrets.get((ref.namespace, ref.name)) or {}
         return Credentials(token=data.get(ref.token_key), username=data.get(ref.username_key),
                            password=data.get(ref.password_key))
 
