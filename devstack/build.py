@@ -1,9 +1,9 @@
 """Build or fetch every binary the local stack runs, into a cache keyed by version.
 
-Nothing here downloads a prebuilt release: the control plane, etcd and kwok are compiled from
-their Go modules (the module proxy is the only place we may fetch Go code from), helm and
-kubectl come out of a PyPI wheel, Prometheus is Debian's package and the MLflow server gets its
-own virtualenv (it must not share one with the operator, see the README).
+Nothing here downloads a prebuilt release: the control plane, etcd, kwok and the kstatus tool
+are compiled from their Go modules (the module proxy is the only place we may fetch Go code
+from), helm and kubectl come out of a PyPI wheel, Prometheus is Debian's package and the MLflow
+server gets its own virtualenv (it must not share one with the operator, see the README).
 
 Each component writes a ``.complete`` marker when it is done, so a second run only checks.
 Go builds print a progress line every few seconds because a cold control-plane build takes
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import io
 import json
 import os
@@ -133,20 +134,23 @@ def kube_ldflags(build_date: str) -> list[str]:
 
 
 def cached(
-    component: str, version: str, *, expect: tuple[str, ...]
+    component: str, version: str, *, expect: tuple[str, ...], source: str = ""
 ) -> Callable[[Callable[[Path], None]], Step]:
     """Run the decorated build into ``bin/<component>-<version>/`` unless it completed before.
 
     The ``.complete`` marker is written only after the build returns, so an interrupted build
     is redone on the next run; a cache that lacks any ``expect``-ed file (written by an older
-    layout of this script) is rebuilt too.
+    layout of this script) is rebuilt too, and so is one built from another ``source`` (the
+    text of a wrapper main that lives in this file: editing it must not leave a stale tool).
     """
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16] if source else ""
 
     def decorate(build: Callable[[Path], None]) -> Step:
         @functools.wraps(build)
         def step() -> Path:
             out = bin_dir(component, version)
-            if _done(out) and all((out / f).exists() for f in expect):
+            if (_done(out) and all((out / f).exists() for f in expect)
+                    and _source_digest(out) == digest):
                 log(component, f"cached: {out}")
                 return out
             out.mkdir(parents=True, exist_ok=True)
@@ -154,12 +158,19 @@ def cached(
             missing = [f for f in expect if not (out / f).exists()]
             if missing:
                 raise SystemExit(f"{component} build did not produce: {', '.join(missing)}")
+            if digest:
+                (out / ".source").write_text(digest + "\n")
             _mark_done(out)
             return out
 
         return step
 
     return decorate
+
+
+def _source_digest(out: Path) -> str:
+    path = out / ".source"
+    return path.read_text().strip() if path.exists() else ""
 
 
 def _wrapper_module(name: str, gomod: str, **files: str) -> Path:
@@ -211,6 +222,81 @@ def build_etcd(out: Path) -> None:
     subprocess.run(["go", "mod", "tidy"], cwd=src, env=env, check=True, capture_output=True)
     _run_go("etcd", ["go", "build", "-v", "-trimpath", "-ldflags", "-s -w", "-o",
                      str(out / "etcd"), "."], cwd=src, env=env)
+
+
+#: main.go of the kstatus tool: one object as JSON on stdin, one JSON line on stdout.
+KSTATUS_MAIN = r"""package main
+
+import (
+    "encoding/json"
+    "fmt"
+    "io"
+    "os"
+
+    "k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+    utiljson "k8s.io/apimachinery/pkg/util/json"
+    "sigs.k8s.io/cli-utils/pkg/kstatus/status"
+)
+
+type result struct {
+    Status  string `json:"status"`
+    Message string `json:"message"`
+}
+
+func fail(format string, args ...any) {
+    fmt.Fprintf(os.Stderr, "kstatus: "+format+"\n", args...)
+    os.Exit(2)
+}
+
+func main() {
+    data, err := io.ReadAll(os.Stdin)
+    if err != nil {
+        fail("reading stdin: %v", err)
+    }
+    // apimachinery's decoder keeps integers int64 as the API machinery does; encoding/json
+    // would make observedGeneration a float64, which kstatus refuses to read.
+    var obj map[string]any
+    if err := utiljson.Unmarshal(data, &obj); err != nil {
+        fail("stdin is not one JSON object: %v", err)
+    }
+    if obj == nil {
+        fail("stdin is not one JSON object")
+    }
+    u := &unstructured.Unstructured{Object: obj}
+    if u.IsList() {
+        fail("stdin is a list (%s); give one object", u.GetKind())
+    }
+    res, err := status.Compute(u)
+    if err != nil {
+        fail("computing status: %v", err)
+    }
+    out, err := json.Marshal(result{Status: res.Status.String(), Message: res.Message})
+    if err != nil {
+        fail("encoding result: %v", err)
+    }
+    fmt.Println(string(out))
+}
+"""
+
+
+def kstatus_binary() -> Path:
+    """Where the kstatus tool of the pinned cli-utils version is (built or not)."""
+    return bin_dir("kstatus", versions.CLI_UTILS) / "kstatus"
+
+
+@cached("kstatus", versions.CLI_UTILS, expect=("kstatus",), source=KSTATUS_MAIN)
+def build_kstatus(out: Path) -> None:
+    # kstatus is a library only; this wrapper main is the whole tool.
+    src = _wrapper_module(
+        f"kstatus-{versions.CLI_UTILS}",
+        "module modeldeploy.local/kstatusbuild\n\ngo 1.25.0\n\n"
+        f"require sigs.k8s.io/cli-utils {versions.CLI_UTILS}\n",
+        **{"main.go": KSTATUS_MAIN},
+    )
+    env = _go_env()
+    subprocess.run(["go", "mod", "tidy"], cwd=src, env=env, check=True, capture_output=True)
+    _run_go("kstatus", ["go", "build", "-v", "-trimpath", "-ldflags", "-s -w", "-o",
+                        str(out / "kstatus"), "."], cwd=src, env=env)
 
 
 def _module_dir(module: str, version: str, *, cwd: Path) -> Path:
@@ -318,13 +404,14 @@ STEPS: dict[str, Step] = {
     "kube": build_kube,
     "etcd": build_etcd,
     "kwok": build_kwok,
+    "kstatus": build_kstatus,
     "gateway-api": fetch_gateway_crds,
     "kubectl-helm": fetch_kubectl_helm,
     "mlflow": mlflow_venv,
     "prometheus": prometheus,
 }
 #: Compilers share two cores: run them one after another, and fetches beside them.
-GO_STEPS = ("etcd", "kwok", "kube")
+GO_STEPS = ("etcd", "kwok", "kube", "kstatus")
 
 
 def build_all(only: list[str] | None = None) -> None:

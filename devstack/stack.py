@@ -5,7 +5,7 @@ for each to be really ready, and writes two files into the state directory:
 
 * ``kubeconfig`` — admin access to the local apiserver;
 * ``stack.env`` / ``stack.json`` — the same facts as shell variables and as JSON
-  (KUBECONFIG, MLFLOW_TRACKING_URI, PROMETHEUS_URL, TRAFFIC_URL, KUBECTL, HELM, ...).
+  (KUBECONFIG, MLFLOW_TRACKING_URI, PROMETHEUS_URL, TRAFFIC_URL, KUBECTL, HELM, KSTATUS, ...).
 
 ``down`` stops exactly the processes ``up`` recorded, by pid, and nothing else.
 """
@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from devstack import build, kube, procs, services, versions
 from devstack.paths import bin_dir, state_dir
@@ -41,6 +44,8 @@ class StackInfo:
     helm: str
     kubernetes_version: str
     started_seconds: float
+    #: The kstatus tool (:func:`kstatus`); empty in a stack.json written before it existed.
+    kstatus: str = ""
 
     def env(self) -> dict[str, str]:
         return {
@@ -51,12 +56,30 @@ class StackInfo:
             "TRAFFIC_URL": self.traffic_url,
             "KUBECTL": self.kubectl,
             "HELM": self.helm,
+            "KSTATUS": self.kstatus,
         }
 
 
 def kubectl(info: StackInfo, *args: str, stdin: str | None = None) -> str:
     """Run the stack's kubectl against it; StackError (with kubectl's message) on failure."""
     return kube.kubectl(info.kubectl, info.kubeconfig, *args, stdin=stdin)
+
+
+def run_kstatus(binary: Path | str, obj: Mapping[str, Any]) -> dict[str, str]:
+    """What kstatus (sigs.k8s.io/cli-utils, as Flux and kpt use it) makes of one object:
+    ``{"status": "Current" | "InProgress" | "Failed" | "Terminating" | ..., "message": ...}``.
+    StackError with the tool's message when it refuses the object."""
+    result = subprocess.run([str(binary)], input=json.dumps(obj), capture_output=True,
+                            text=True, timeout=30)
+    if result.returncode != 0:
+        raise procs.StackError(f"kstatus failed: {result.stderr.strip()}")
+    parsed = json.loads(result.stdout)
+    return {"status": str(parsed["status"]), "message": str(parsed["message"])}
+
+
+def kstatus(info: StackInfo, obj: Mapping[str, Any]) -> dict[str, str]:
+    """:func:`run_kstatus` with the stack's own build of the tool."""
+    return run_kstatus(info.kstatus or build.kstatus_binary(), obj)
 
 
 CRD = Path(__file__).resolve().parent.parent / "crds" / "modeldeployment.yaml"
@@ -77,7 +100,9 @@ def load(state: Path | None = None) -> StackInfo | None:
     path = info_path(state)
     if not path.exists():
         return None
-    return StackInfo(**json.loads(path.read_text()))
+    known = {f.name for f in fields(StackInfo)}
+    recorded = json.loads(path.read_text())
+    return StackInfo(**{k: v for k, v in recorded.items() if k in known})
 
 
 def healthy(info: StackInfo) -> list[str]:
@@ -147,8 +172,9 @@ def up(*, state: Path | None = None, quiet: bool = False) -> StackInfo:
         helm=str(helm),
         kubernetes_version=versions.KUBERNETES,
         started_seconds=round(time.monotonic() - started, 1),
+        kstatus=str(build.kstatus_binary()),
     )
-    info_path(state).write_text(json.dumps(info.__dict__, indent=2))
+    info_path(state).write_text(json.dumps(asdict(info), indent=2))
     (state / "stack.env").write_text(
         "".join(f"export {k}={v}\n" for k, v in info.env().items())
         + f"export PATH={bins.kubectl.parent}:$PATH\n"

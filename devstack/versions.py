@@ -13,6 +13,10 @@ KUBERNETES_STAGING = "v0.35.4"
 ETCD = "v3.6.16"
 #: kwok: fakes nodes and drives pod status through Stages.
 KWOK = "v0.8.0"
+#: sigs.k8s.io/cli-utils, for its ``kstatus`` package: how Flux and kpt read any object's
+#: status (observedGeneration, Reconciling/Stalled conditions). Built into a tiny ``kstatus``
+#: tool (``devstack.build.build_kstatus``) so tests ask it, not our guess of it, about our CR.
+CLI_UTILS = "v0.37.2"
 #: Gateway API; the standard-channel CRDs ship inside the Go module.
 GATEWAY_API = "v1.6.3"
 #: MLflow server for tests, installed into its own virtualenv (full ``mlflow``, not skinny).
