@@ -8,10 +8,12 @@ real Kubernetes code built from the pinned module.
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from devstack import kwok_stages, procs
@@ -73,35 +75,89 @@ def kubectl(binary: Path | str, kubeconfig: Path | str, *args: str,
     return result.stdout
 
 
-def start(bins: Binaries, *, state: Path, timeout: float = 120.0) -> ControlPlane:
-    pki = pki_mod.ensure(state / "pki")
-    etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
-    cm_port, sched_port, kwok_port = free_port(), free_port(), free_port()
-    server = f"https://127.0.0.1:{api_port}"
-    etcd_url = f"http://127.0.0.1:{etcd_port}"
+@dataclass(frozen=True)
+class Ports:
+    """The loopback ports of one control plane, recorded so a dead component can come back
+    on the same address (its clients' URLs and kubeconfigs stay valid)."""
 
-    etcd = procs.start("etcd", [
-        str(bins.etcd / "etcd"),
+    etcd: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+    @classmethod
+    def allocate(cls) -> Ports:
+        return cls(*(free_port() for _ in fields(cls)))
+
+    @staticmethod
+    def path(state: Path) -> Path:
+        return state / "ports.json"
+
+    def save(self, state: Path) -> None:
+        self.path(state).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, state: Path) -> Ports | None:
+        path = cls.path(state)
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+
+@dataclass(frozen=True)
+class Plane:
+    """Everything needed to start any one control-plane component, first time or again."""
+
+    bins: Binaries
+    state: Path
+    ports: Ports
+    pki: pki_mod.Pki
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    @property
+    def etcd_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.etcd}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state / "kubeconfig"
+
+    def user_kubeconfig(self, user: str) -> Path:
+        """A kubeconfig for ``user`` (rewritten each time: same server, same certificates)."""
+        path = self.kubeconfig if user == "admin" else self.state / f"{user}.kubeconfig"
+        return write_kubeconfig(path, server=self.server, pki=self.pki, user=user)
+
+
+def _launch_etcd(plane: Plane) -> procs.Proc:
+    peer = f"http://127.0.0.1:{plane.ports.etcd_peer}"
+    # On a data dir that already holds a member, etcd ignores the --initial-* flags and
+    # resumes from its WAL: the same command serves a first start and a restart.
+    return procs.start("etcd", [
+        str(plane.bins.etcd / "etcd"),
         "--name=local",
-        f"--data-dir={state / 'etcd'}",
-        f"--listen-client-urls={etcd_url}",
-        f"--advertise-client-urls={etcd_url}",
-        f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-        f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-        f"--initial-cluster=local=http://127.0.0.1:{etcd_peer}",
+        f"--data-dir={plane.state / 'etcd'}",
+        f"--listen-client-urls={plane.etcd_url}",
+        f"--advertise-client-urls={plane.etcd_url}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=local={peer}",
         # Test data is disposable; fsync on every write would dominate start-up time.
         "--unsafe-no-fsync",
         "--log-level=warn",
-    ], state=state)
-    procs.wait_until("etcd /health", lambda: procs.http_ok(
-        f"{etcd_url}/health", body='"health":"true"'), timeout=30, proc=etcd)
+    ], state=plane.state)
 
-    apiserver = procs.start("kube-apiserver", [
-        str(bins.kube / "kube-apiserver"),
-        f"--etcd-servers={etcd_url}",
+
+def _launch_apiserver(plane: Plane) -> procs.Proc:
+    pki = plane.pki
+    return procs.start("kube-apiserver", [
+        str(plane.bins.kube / "kube-apiserver"),
+        f"--etcd-servers={plane.etcd_url}",
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
-        f"--secure-port={api_port}",
+        f"--secure-port={plane.ports.apiserver}",
         f"--tls-cert-file={pki.crt('apiserver')}",
         f"--tls-private-key-file={pki.key('apiserver')}",
         f"--client-ca-file={pki.ca_crt}",
@@ -111,27 +167,20 @@ def start(bins: Binaries, *, state: Path, timeout: float = 120.0) -> ControlPlan
         f"--service-cluster-ip-range={pki_mod.SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
         "--profiling=false",
-        f"--cert-dir={state / 'pki' / 'apiserver-generated'}",
+        f"--cert-dir={plane.state / 'pki' / 'apiserver-generated'}",
         "--v=1",
-    ], state=state)
-    ctx = _tls(pki)
-    procs.wait_until("kube-apiserver /readyz", lambda: procs.http_ok(
-        f"{server}/readyz", context=ctx), timeout=timeout, proc=apiserver)
+    ], state=plane.state)
 
-    kubeconfig = write_kubeconfig(state / "kubeconfig", server=server, pki=pki, user="admin")
-    cm_kc = write_kubeconfig(state / "controller-manager.kubeconfig", server=server, pki=pki,
-                             user="controller-manager")
-    sched_kc = write_kubeconfig(state / "scheduler.kubeconfig", server=server, pki=pki,
-                                user="scheduler")
-    kwok_kc = write_kubeconfig(state / "kwok.kubeconfig", server=server, pki=pki, user="kwok")
 
-    cm = procs.start("kube-controller-manager", [
-        str(bins.kube / "kube-controller-manager"),
-        f"--kubeconfig={cm_kc}",
-        f"--authentication-kubeconfig={cm_kc}",
-        f"--authorization-kubeconfig={cm_kc}",
+def _launch_controller_manager(plane: Plane) -> procs.Proc:
+    kc, pki = plane.user_kubeconfig("controller-manager"), plane.pki
+    return procs.start("kube-controller-manager", [
+        str(plane.bins.kube / "kube-controller-manager"),
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
         "--bind-address=127.0.0.1",
-        f"--secure-port={cm_port}",
+        f"--secure-port={plane.ports.controller_manager}",
         "--leader-elect=false",
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={pki.sa_key}",
@@ -147,52 +196,131 @@ def start(bins: Binaries, *, state: Path, timeout: float = 120.0) -> ControlPlan
         "--concurrent-replicaset-syncs=20",
         "--profiling=false",
         "--v=1",
-    ], state=state)
-    sched = procs.start("kube-scheduler", [
-        str(bins.kube / "kube-scheduler"),
-        f"--kubeconfig={sched_kc}",
-        f"--authentication-kubeconfig={sched_kc}",
-        f"--authorization-kubeconfig={sched_kc}",
+    ], state=plane.state)
+
+
+def _launch_scheduler(plane: Plane) -> procs.Proc:
+    kc = plane.user_kubeconfig("scheduler")
+    return procs.start("kube-scheduler", [
+        str(plane.bins.kube / "kube-scheduler"),
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
         "--bind-address=127.0.0.1",
-        f"--secure-port={sched_port}",
+        f"--secure-port={plane.ports.scheduler}",
         "--leader-elect=false",
         "--kube-api-qps=300",
         "--kube-api-burst=500",
         "--profiling=false",
         "--v=1",
-    ], state=state)
-    stages = state / "kwok-stages.yaml"
-    stages.write_text(kwok_stages.render(bins.kwok / "stages"))
-    kwok = procs.start("kwok", [
-        str(bins.kwok / "kwok"),
-        f"--kubeconfig={kwok_kc}",
+    ], state=plane.state)
+
+
+def _launch_kwok(plane: Plane) -> procs.Proc:
+    stages = plane.state / "kwok-stages.yaml"
+    stages.write_text(kwok_stages.render(plane.bins.kwok / "stages"))
+    return procs.start("kwok", [
+        str(plane.bins.kwok / "kwok"),
+        f"--kubeconfig={plane.user_kubeconfig('kwok')}",
         f"--config={stages}",
         "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
-        f"--server-address=127.0.0.1:{kwok_port}",
+        f"--server-address=127.0.0.1:{plane.ports.kwok}",
         "--node-lease-duration-seconds=40",
-    ], state=state)
+    ], state=plane.state)
 
-    procs.wait_until("kube-controller-manager /healthz", lambda: procs.http_ok(
-        f"https://127.0.0.1:{cm_port}/healthz", context=procs._INSECURE), timeout=60, proc=cm)
-    procs.wait_until("kube-scheduler /healthz", lambda: procs.http_ok(
-        f"https://127.0.0.1:{sched_port}/healthz", context=procs._INSECURE),
-        timeout=60, proc=sched)
-    procs.wait_until("kwok /healthz", lambda: procs.http_ok(
-        f"http://127.0.0.1:{kwok_port}/healthz"), timeout=60, proc=kwok)
 
+@dataclass(frozen=True)
+class _Component:
+    launch: Callable[[Plane], procs.Proc]
+    what: str  # named in the error when it never gets ready
+    ready: Callable[[Plane], bool]
+    timeout: float
+
+
+def _healthz(port: int) -> bool:
+    return procs.http_ok(f"https://127.0.0.1:{port}/healthz", context=procs._INSECURE)
+
+
+_COMPONENTS: dict[str, _Component] = {
+    "etcd": _Component(_launch_etcd, "etcd /health", lambda p: procs.http_ok(
+        f"{p.etcd_url}/health", body='"health":"true"'), 30),
+    "kube-apiserver": _Component(_launch_apiserver, "kube-apiserver /readyz",
+                                 lambda p: procs.http_ok(f"{p.server}/readyz",
+                                                         context=_tls(p.pki)), 120),
+    "kube-controller-manager": _Component(
+        _launch_controller_manager, "kube-controller-manager /healthz",
+        lambda p: _healthz(p.ports.controller_manager), 60),
+    "kube-scheduler": _Component(_launch_scheduler, "kube-scheduler /healthz",
+                                 lambda p: _healthz(p.ports.scheduler), 60),
+    "kwok": _Component(_launch_kwok, "kwok /healthz", lambda p: procs.http_ok(
+        f"http://127.0.0.1:{p.ports.kwok}/healthz"), 60),
+}
+#: Start order: each group needs the one before it; members of a group start side by side.
+_GROUPS = (("etcd",), ("kube-apiserver",),
+           ("kube-controller-manager", "kube-scheduler", "kwok"))
+
+
+def _start_group(plane: Plane, names: Sequence[str]) -> dict[str, procs.Proc]:
+    """Launch ``names`` side by side, then wait until each is really ready."""
+    launched = {n: _COMPONENTS[n].launch(plane) for n in names}
+    for name, proc in launched.items():
+        comp = _COMPONENTS[name]
+        procs.wait_until(comp.what, functools.partial(comp.ready, plane),
+                         timeout=comp.timeout, proc=proc)
+    return launched
+
+
+def start(bins: Binaries, *, state: Path) -> ControlPlane:
+    """A new control plane on fresh ports; nodes, the default ServiceAccount and the
+    Gateway API CRDs ready."""
+    plane = Plane(bins, state, Ports.allocate(), pki_mod.ensure(state / "pki"))
+    plane.ports.save(state)
+    plane.user_kubeconfig("admin")
+    started: dict[str, procs.Proc] = {}
+    for group in _GROUPS:
+        started |= _start_group(plane, group)
+    _bootstrap(plane, started)
+    return ControlPlane(server=plane.server, kubeconfig=plane.kubeconfig)
+
+
+def restart(bins: Binaries, *, state: Path, names: Sequence[str]) -> None:
+    """Start the named components again on their recorded ports, on the data they left.
+
+    StackError when that cannot be done (no recorded ports, or a component does not come
+    back); the caller decides whether to start over.
+    """
+    ports = Ports.load(state)
+    if ports is None:
+        raise procs.StackError(f"no recorded ports in {Ports.path(state)} (a stack started "
+                               "by an older devstack)")
+    plane = Plane(bins, state, ports, pki_mod.ensure(state / "pki"))
+    for group in _GROUPS:
+        wanted = [n for n in group if n in names]
+        for name in wanted:
+            procs.stop(state, name)  # sweeps whatever the dead leader left in its group
+        _start_group(plane, wanted)
+    # The apiserver is ready again only with etcd back, and the nodes only once kwok has
+    # renewed them (their leases lapse after 40 s without it).
+    procs.wait_until("kube-apiserver /readyz", functools.partial(
+        _COMPONENTS["kube-apiserver"].ready, plane), timeout=120)
+    procs.wait_until(f"{NODE_COUNT} kwok nodes Ready",
+                     functools.partial(_nodes_ready, bins, plane.kubeconfig), timeout=60)
+
+
+def _bootstrap(plane: Plane, started: dict[str, procs.Proc]) -> None:
+    """Fake nodes Ready, the default ServiceAccount there, Gateway API CRDs Established."""
+    bins, kubeconfig = plane.bins, plane.kubeconfig
     kubectl(bins.kubectl, kubeconfig, "apply", "-f", "-", stdin=json.dumps(_nodes()))
     procs.wait_until(f"{NODE_COUNT} kwok nodes Ready", lambda: _nodes_ready(bins, kubeconfig),
-                     timeout=60, proc=kwok)
+                     timeout=60, proc=started["kwok"])
     # The default ServiceAccount is what lets pods be admitted in a namespace at all.
     procs.wait_until("default ServiceAccount (token controller)", lambda: bool(kubectl(
         bins.kubectl, kubeconfig, "get", "serviceaccount", "default", "-o", "name")),
-        timeout=60, proc=cm)
-
+        timeout=60, proc=started["kube-controller-manager"])
     kubectl(bins.kubectl, kubeconfig, "apply", "--server-side", "-f", str(bins.gateway_crds))
     kubectl(bins.kubectl, kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
             "crd/httproutes.gateway.networking.k8s.io", "crd/gateways.gateway.networking.k8s.io")
-    return ControlPlane(server=server, kubeconfig=kubeconfig)
 
 
 def _nodes() -> dict[str, object]:

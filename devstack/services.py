@@ -68,9 +68,10 @@ def start_mlflow(venv: Path, *, state: Path, timeout: float = 90.0,
     return Endpoint(url=url, proc=proc)
 
 
-def start_traffic(*, state: Path, kubeconfig: Path) -> Endpoint:
-    """The synthetic traffic exporter (:mod:`devstack.traffic`), from this same interpreter."""
-    port = free_port()
+def start_traffic(*, state: Path, kubeconfig: Path, port: int | None = None) -> Endpoint:
+    """The synthetic traffic exporter (:mod:`devstack.traffic`), from this same interpreter.
+    Its behaviours and rates live in memory: a restart on the same ``port`` forgets them."""
+    port = port or free_port()
     proc = procs.start("traffic", [
         sys.executable, "-m", "devstack.traffic",
         "--kubeconfig", str(kubeconfig), "--listen", f"127.0.0.1:{port}",
@@ -81,9 +82,11 @@ def start_traffic(*, state: Path, kubeconfig: Path) -> Endpoint:
     return Endpoint(url=url, proc=proc)
 
 
-def start_prometheus(binary: Path, *, state: Path, targets: dict[str, str]) -> Endpoint:
-    """Prometheus as our own process (not the Debian service), scraping ``targets``."""
-    port = free_port()
+def start_prometheus(binary: Path, *, state: Path, targets: dict[str, str],
+                     port: int | None = None) -> Endpoint:
+    """Prometheus as our own process (not the Debian service), scraping ``targets``.
+    Restarting on the same ``port`` and state keeps the samples already stored."""
+    port = port or free_port()
     root = state / "prometheus"
     (root / "data").mkdir(parents=True, exist_ok=True)
     jobs = "".join(

@@ -7,6 +7,10 @@ for each to be really ready, and writes two files into the state directory:
 * ``stack.env`` / ``stack.json`` — the same facts as shell variables and as JSON
   (KUBECONFIG, MLFLOW_TRACKING_URI, PROMETHEUS_URL, TRAFFIC_URL, KUBECTL, HELM, KSTATUS, ...).
 
+On a running stack ``up`` changes nothing. If some of its processes died, it starts just those
+again, on the same ports and the data they left (etcd, MLflow's sqlite, Prometheus' TSDB);
+only when that fails does it say so and start the whole stack over from empty data.
+
 ``down`` stops exactly the processes ``up`` recorded, by pid, and nothing else.
 """
 
@@ -15,12 +19,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from devstack import build, kube, procs, services, versions
 from devstack.paths import bin_dir, state_dir
@@ -108,79 +114,181 @@ def load(state: Path | None = None) -> StackInfo | None:
 def healthy(info: StackInfo) -> list[str]:
     """Names of the stack's processes that are not running (empty: all up)."""
     state = Path(info.state)
-    return [name for name in ALL_COMPONENTS if procs.running(state, name) is None]
+    return [name for name in ALL_COMPONENTS if not _running(state, name)]
+
+
+def _running(state: Path, name: str) -> bool:
+    """Alive and not a zombie: a killed process stays one until init reaps it (here that
+    takes a second or two), and must already count as dead."""
+    pid = procs.running(state, name)
+    if pid is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def up(*, state: Path | None = None, quiet: bool = False) -> StackInfo:
+    """The stack, running: as it was, with its dead components restarted, or started anew."""
     state = state or state_dir()
     existing = load(state)
-    if existing and not healthy(existing):
-        if not quiet:
-            print(f"[stack] already running (state {state})")
-        return existing
+    if existing is not None:
+        dead = healthy(existing)
+        if not dead:
+            _say(quiet, f"already running (state {state})")
+            return _publish(replace(existing, kstatus=str(build.build_kstatus() / "kstatus")))
+        revived = _revive(existing, dead, quiet=quiet)
+        if revived is not None:
+            return revived
     down(state=state, quiet=True)
     _fresh_state(state)
-    started = time.monotonic()
+    return _start(state, quiet=quiet)
 
-    build.build_all()
-    bins = kube.Binaries(
+
+def _binaries() -> kube.Binaries:
+    return kube.Binaries(
         kube=bin_dir("kube", versions.KUBERNETES),
         etcd=bin_dir("etcd", versions.ETCD),
         kwok=bin_dir("kwok", versions.KWOK),
         kubectl=bin_dir("kubectl-helm", versions.KUBECTL_LAYER_VERSION) / "kubectl",
         gateway_crds=bin_dir("gateway-api", versions.GATEWAY_API),
     )
-    helm = bins.kubectl.parent / "helm"
-    mlflow_venv = build.mlflow_venv_dir()
-    prometheus_bin = build.prometheus()
 
+
+def _prometheus_targets(traffic_url: str) -> dict[str, str]:
+    return {"traffic": traffic_url.removeprefix("http://")}
+
+
+def _start(state: Path, *, quiet: bool) -> StackInfo:
+    """Every component, from the (empty) data in ``state``."""
+    started = time.monotonic()
+    build.build_all()
+    bins = _binaries()
+    prometheus_bin = build.prometheus()
     try:
         # MLflow takes ~12 s to boot; let it do so while the control plane comes up.
-        mlflow: dict[str, services.Endpoint] = {}
-        errors: list[BaseException] = []
-
-        def _mlflow() -> None:
-            try:
-                mlflow["ep"] = services.start_mlflow(mlflow_venv, state=state)
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                errors.append(exc)
-
-        thread = threading.Thread(target=_mlflow, daemon=True)
-        thread.start()
+        mlflow = _in_background(lambda: services.start_mlflow(build.mlflow_venv_dir(),
+                                                              state=state))
         cp = kube.start(bins, state=state)
         _say(quiet, f"control plane ready at {cp.server} ({time.monotonic() - started:.1f}s)")
         traffic = services.start_traffic(state=state, kubeconfig=cp.kubeconfig)
-        prom = services.start_prometheus(
-            prometheus_bin, state=state,
-            targets={"traffic": traffic.url.removeprefix("http://")},
-        )
-        thread.join()
-        if errors:
-            raise errors[0]
+        prom = services.start_prometheus(prometheus_bin, state=state,
+                                         targets=_prometheus_targets(traffic.url))
+        mlflow_url = mlflow().url
     except BaseException:
         down(state=state, quiet=True)
         raise
-
-    info = StackInfo(
+    info = _publish(StackInfo(
         state=str(state),
         kubeconfig=str(cp.kubeconfig),
         apiserver=cp.server,
-        mlflow_tracking_uri=mlflow["ep"].url,
+        mlflow_tracking_uri=mlflow_url,
         prometheus_url=prom.url,
         traffic_url=traffic.url,
         kubectl=str(bins.kubectl),
-        helm=str(helm),
+        helm=str(bins.kubectl.parent / "helm"),
         kubernetes_version=versions.KUBERNETES,
         started_seconds=round(time.monotonic() - started, 1),
         kstatus=str(build.kstatus_binary()),
-    )
+    ))
+    _say(quiet, f"stack ready in {info.started_seconds}s; env: {state / 'stack.env'}")
+    return info
+
+
+def _in_background(start: Callable[[], services.Endpoint]) -> Callable[[], services.Endpoint]:
+    """Run ``start`` in a thread; the returned function joins it and returns (or raises)."""
+    outcome: list[services.Endpoint | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(start())
+        except BaseException as exc:  # noqa: BLE001 - re-raised by join()
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def join() -> services.Endpoint:
+        thread.join()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    return join
+
+
+def _publish(info: StackInfo) -> StackInfo:
+    """Write ``stack.json`` and ``stack.env`` for ``info``."""
+    state = Path(info.state)
     info_path(state).write_text(json.dumps(asdict(info), indent=2))
     (state / "stack.env").write_text(
         "".join(f"export {k}={v}\n" for k, v in info.env().items())
-        + f"export PATH={bins.kubectl.parent}:$PATH\n"
+        + f"export PATH={Path(info.kubectl).parent}:$PATH\n"
     )
-    _say(quiet, f"stack ready in {info.started_seconds}s; env: {state / 'stack.env'}")
     return info
+
+
+def _revive(info: StackInfo, dead: Sequence[str], *, quiet: bool) -> StackInfo | None:
+    """Restart only the ``dead`` components, on their ports and data; None when that failed
+    (what is left running then is stopped by the caller, which starts over)."""
+    started = time.monotonic()
+    _say(quiet, f"not running: {', '.join(dead)}; starting them again on their ports, "
+                "with the data they left")
+    try:
+        build.build_all()
+        restarted = _restart(info, dead)
+    except procs.StackError as exc:
+        print(f"[stack] could not restart {', '.join(dead)} in place: {exc}\n"
+              "[stack] restarting the whole stack from empty data", file=sys.stderr, flush=True)
+        return None
+    _say(quiet, f"restarted {', '.join(restarted)} in {time.monotonic() - started:.1f}s "
+                "(same ports, data kept)")
+    return _publish(replace(info, kstatus=str(build.kstatus_binary())))
+
+
+def _restart(info: StackInfo, dead: Sequence[str]) -> list[str]:
+    """Control plane first (traffic needs the apiserver), then the services; the names
+    restarted, in that order."""
+    state = Path(info.state)
+    plane = [n for n in reversed(kube.COMPONENTS) if n in dead]
+    if plane:
+        kube.restart(_binaries(), state=state, names=plane)
+    rest = [n for n in reversed(services.COMPONENTS) if n in dead]
+    for name in rest:
+        procs.stop(state, name)  # sweeps children the dead leader left (MLflow's workers)
+        _SERVICE_RESTARTS[name](info)
+    return plane + rest
+
+
+def _port(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None, url
+    return port
+
+
+def _restart_mlflow(info: StackInfo) -> services.Endpoint:
+    return services.start_mlflow(build.mlflow_venv_dir(), state=Path(info.state),
+                                 port=_port(info.mlflow_tracking_uri))
+
+
+def _restart_traffic(info: StackInfo) -> services.Endpoint:
+    return services.start_traffic(state=Path(info.state), kubeconfig=Path(info.kubeconfig),
+                                  port=_port(info.traffic_url))
+
+
+def _restart_prometheus(info: StackInfo) -> services.Endpoint:
+    return services.start_prometheus(build.prometheus(), state=Path(info.state),
+                                     targets=_prometheus_targets(info.traffic_url),
+                                     port=_port(info.prometheus_url))
+
+
+_SERVICE_RESTARTS: dict[str, Callable[[StackInfo], services.Endpoint]] = {
+    "mlflow": _restart_mlflow,
+    "traffic": _restart_traffic,
+    "prometheus": _restart_prometheus,
+}
 
 
 def down(*, state: Path | None = None, quiet: bool = False) -> list[str]:
@@ -194,7 +302,7 @@ def down(*, state: Path | None = None, quiet: bool = False) -> list[str]:
 
 
 def _fresh_state(state: Path) -> None:
-    """Each ``up`` starts from empty data (etcd, MLflow, Prometheus); the PKI is kept."""
+    """A new stack starts from empty data (etcd, MLflow, Prometheus); the PKI is kept."""
     state.mkdir(parents=True, exist_ok=True)
     for sub in ("etcd", "mlflow", "prometheus", "logs"):
         shutil.rmtree(state / sub, ignore_errors=True)
