@@ -65,9 +65,12 @@ clean: cluster-down
 crd: venv
 	$(PY) -m modeldeploy.api.crd > crds/modeldeployment.yaml
 
-# The operator in the foreground against the local stack (make cluster-up first).
+# The operator in the foreground against the local stack (make cluster-up first): the CRD
+# installed first, and every server it opens (webhook receiver, /metrics, liveness) on loopback.
 run: venv
+	$(PY) -m devstack crd
 	source $${MODELDEPLOY_STATE:-$$HOME/.cache/modeldeploy/run}/stack.env && \
 	  MODELDEPLOY_DEFAULT_TRACKING_URI=$$MLFLOW_TRACKING_URI \
+	  MODELDEPLOY_WEBHOOK_HOST=127.0.0.1 MODELDEPLOY_METRICS_HOST=127.0.0.1 \
 	  $(VENV)/bin/kopf run --standalone --all-namespaces -m modeldeploy.handlers \
 	  --liveness=http://127.0.0.1:8080/healthz

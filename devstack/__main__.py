@@ -1,10 +1,11 @@
-"""``python -m devstack {build,up,down,status}``: the local test stack from the command line."""
+"""``python -m devstack {build,up,down,status,crd}``: the local test stack from the command line."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import asdict
 
 from devstack import build, procs, stack
 
@@ -17,6 +18,7 @@ def main() -> int:
     sub.add_parser("up", help="start the stack (builds first if needed)")
     sub.add_parser("down", help="stop the processes the stack started")
     sub.add_parser("status", help="print the stack's endpoints and process health")
+    sub.add_parser("crd", help="install the ModelDeployment CRD into the running stack")
     args = parser.parse_args()
 
     if args.command == "build":
@@ -27,7 +29,7 @@ def main() -> int:
         except procs.StackError as exc:
             print(f"[stack] FAILED: {exc}", file=sys.stderr)
             return 1
-        print(json.dumps(info.__dict__, indent=2))
+        print(json.dumps(asdict(info), indent=2))
         print(f"\nUse it from a shell:  source {info.state}/stack.env")
     elif args.command == "down":
         stack.down()
@@ -36,10 +38,26 @@ def main() -> int:
         if loaded is None:
             print("stack is not running")
             return 1
-        print(json.dumps(loaded.__dict__, indent=2))
+        print(json.dumps(asdict(loaded), indent=2))
         dead = stack.healthy(loaded)
         print("all processes running" if not dead else f"NOT running: {', '.join(dead)}")
         return 1 if dead else 0
+    elif args.command == "crd":
+        return _install_crd()
+    return 0
+
+
+def _install_crd() -> int:
+    loaded = stack.load()
+    if loaded is None:
+        print("stack is not running (make cluster-up)", file=sys.stderr)
+        return 1
+    try:
+        stack.install_crd(loaded)
+    except procs.StackError as exc:
+        print(f"[stack] CRD not installed: {exc}", file=sys.stderr)
+        return 1
+    print(f"[stack] CRD installed and Established: {stack.CRD}")
     return 0
 
 
