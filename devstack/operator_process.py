@@ -49,6 +49,8 @@ class OperatorProcess:
             "MODELDEPLOY_METRICS_HOST": "127.0.0.1",
             "MODELDEPLOY_METRICS_PORT": str(self.metrics_port),
             "MODELDEPLOY_REGISTRY_TIMEOUT": "5",
+            # Seconds, not minutes: tests see "not found" turn Stalled (kstatus: Failed).
+            "MODELDEPLOY_STALL_AFTER_SECONDS": "3",
         })
         return env
 

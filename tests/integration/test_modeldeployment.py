@@ -41,7 +41,7 @@ from tests.support.wait import eventually
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-def spec(model_name: str, *, poll: str = "2s", replicas: int = 2,
+def spec(model_name: str, *, poll: str = "5s", replicas: int = 2,
          select: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
     """A spec tracking ``select`` (default @champion) of ``model_name``."""
     model_ref: dict[str, Any] = {"name": model_name, **(select or {"alias": "champion"}),
@@ -53,7 +53,7 @@ def spec(model_name: str, *, poll: str = "2s", replicas: int = 2,
 
 def deploy_stable(stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
                   namespace: str, *, versions: int = 1,
-                  poll: str = "2s") -> tuple[str, list[dict[str, Any]]]:
+                  poll: str = "5s") -> tuple[str, list[dict[str, Any]]]:
     """Register ``versions`` versions (champion on the first), apply ModelDeployment `scorer`
     tracking it, and wait until version 1 is Stable. Returns (model, seeded versions)."""
     model = f"fraud-{namespace}"
@@ -115,7 +115,7 @@ def test_alias_move_is_followed_by_polling(
     st = wait_status(custom, namespace, "scorer", serving("2"), timeout=60,
                      what="version 2 Stable after the alias moved")
     print(f"\n[poll path] alias move -> version 2 serving: {time.monotonic() - moved:.2f}s "
-          "(poll interval 2s)")
+          "(poll interval 5s)")
 
     assert st["stable"]["runId"] == v2["run_id"]
     assert [(h["version"], h["outcome"]) for h in st["history"][:2]] == [
@@ -506,15 +506,15 @@ def test_objects_tracking_the_same_model_share_one_registry_poll(
     seed_model(stack, name=model, alias="champion")
     names = [f"scorer-{i}" for i in range(5)]
     for name in names:
-        kubectl("apply", "-f", "-", stdin=manifest(name, spec(model, poll="2s", replicas=1)))
+        kubectl("apply", "-f", "-", stdin=manifest(name, spec(model, poll="5s", replicas=1)))
     for name in names:
         wait_status(custom, namespace, name, serving("1"), what=f"{name} Stable")
 
     log = Path(stack.state) / "logs" / "mlflow.log"
     pattern = re.compile(rf'"GET /api/2\.0/mlflow/registered-models/alias\?name={model}&')
     start = len(pattern.findall(log.read_text(errors="replace")))
-    time.sleep(10)
+    time.sleep(20)
     polls = len(pattern.findall(log.read_text(errors="replace"))) - start
-    print(f"\n[shared polling] 5 objects, 2s interval, 10s window: {polls} registry reads")
-    # One shared key polled every 2 s gives ~5 reads; one poll per object would give ~25.
-    assert 2 <= polls <= 8, polls
+    print(f"\n[shared polling] 5 objects, 5s interval, 20s window: {polls} registry reads")
+    # One shared key polled every 5 s gives ~4 reads; one poll per object would give ~20.
+    assert 2 <= polls <= 7, polls

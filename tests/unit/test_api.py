@@ -71,6 +71,8 @@ INVALID = [
                                                   "pollInterval": "0s"}), "at least 5s"),
     ("poll interval 4.9s", spec(model={"name": "m", "alias": "a", "pollInterval": "4900ms"}),
      "at least 5s"),
+    ("model name with a slash", spec(model={"name": "team/fraud", "alias": "a"}),
+     "contain '/' or ':'"),
     ("reserved env name", spec(serving={"env": [{"name": "MODEL_URI", "value": "x"}]}),
      "env names set by the operator"),
     ("duplicate env name", spec(serving={"env": [{"name": "A", "value": "1"},

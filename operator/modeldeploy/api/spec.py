@@ -75,6 +75,7 @@ SELECTOR_RULE = ("set exactly one of alias, stage and version "
 #: The shortest poll interval a spec may ask for: registry load is shared, but not free.
 MIN_POLL_INTERVAL = "5s"
 POLL_RULE = f"pollInterval must be at least {MIN_POLL_INTERVAL} (webhooks are the fast path)"
+MODEL_NAME_RULE = "MLflow refuses registered model names that contain '/' or ':'"
 
 
 @rules(
@@ -82,6 +83,8 @@ POLL_RULE = f"pollInterval must be at least {MIN_POLL_INTERVAL} (webhooks are th
          SELECTOR_RULE),
     Rule(f"!has(self.pollInterval) || duration(self.pollInterval) >= "
          f"duration('{MIN_POLL_INTERVAL}')", POLL_RULE, field_path=".pollInterval"),
+    Rule("!self.name.contains('/') && !self.name.contains(':')", MODEL_NAME_RULE,
+         field_path=".name"),
 )
 class ModelRef(_Model):
     name: str = Field(min_length=1, max_length=256, description=(
@@ -108,6 +111,8 @@ class ModelRef(_Model):
             raise ValueError(SELECTOR_RULE)
         if durations.parse(self.pollInterval) < durations.parse(MIN_POLL_INTERVAL):
             raise ValueError(POLL_RULE)
+        if "/" in self.name or ":" in self.name:
+            raise ValueError(MODEL_NAME_RULE)
         return self
 
     def selector(self) -> tuple[str, str]:
