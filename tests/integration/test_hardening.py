@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devstack import stack as devstack_stack
 from devstack.seed import mlflow_client, seed_model
 from devstack.stack import StackInfo
 from modeldeploy.api import GROUP
@@ -274,3 +275,27 @@ def test_kubectl_get_is_narrow_and_wide_shows_the_rest(
     assert wide == ["NAME", "MODEL", "SELECTOR", "STABLE", "CANARY", "WEIGHT", "PHASE", "AGE"]
     assert json.loads(kubectl("get", "mdep", "scorer", "-o", "json"))["status"]["phase"] == \
         "Stable"
+
+
+def test_kstatus_reads_the_phases_as_flux_and_kpt_would(
+    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi, namespace: str,
+) -> None:
+    """sigs.k8s.io/cli-utils' own status.Compute, built from its Go module, on live objects."""
+    def kstatus(name: str) -> str:
+        return devstack_stack.kstatus(stack, get(custom, namespace, name))["status"]
+
+    model, _ = deploy_stable(stack, kubectl, custom, namespace)
+    assert kstatus("scorer") == "Current"
+    # A spec change whose new pods never become Ready: the rollout is still under way.
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model, serving={
+        "podLabels": {"modeldeploy.io/simulate": "fail"}})))
+    eventually(lambda: kstatus("scorer") == "InProgress", timeout=30,
+               what="a changed spec reads InProgress")
+    # A model that does not exist, past the operator's stall threshold (3 s in tests).
+    kubectl("apply", "-f", "-", stdin=manifest("ghost", spec(f"no-such-{namespace}")))
+    eventually(lambda: kstatus("ghost") == "Failed", timeout=60,
+               what="a missing model reads Failed once Stalled")
+    # A name the registry refuses: a spec problem, Failed at once.
+    kubectl("apply", "-f", "-", stdin=manifest("refused", spec("..")))
+    eventually(lambda: kstatus("refused") == "Failed", timeout=60,
+               what="a refused model name reads Failed")
