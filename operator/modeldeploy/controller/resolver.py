@@ -124,22 +124,17 @@ class Resolver:
 
     def invalidate(self, model: str) -> int:
         """Poll every key of ``model`` now (a webhook said something changed)."""
-        hits = 0
-        for rkey, entry in self._entries.items():
-            if rkey.model == model:
-                entry.due = self._clock()
-                entry.stale = True
-                hits += 1
-        if hits:
-            self._changed.set()
-        return hits
+        return self._poll_now(lambda rkey: rkey.model == model)
 
     def invalidate_secret(self, namespace: str, name: str) -> int:
         """Poll every key that uses this credentials Secret now (it changed)."""
+        return self._poll_now(lambda rkey: rkey.credentials is not None and (
+            rkey.credentials.namespace, rkey.credentials.name) == (namespace, name))
+
+    def _poll_now(self, which: Callable[[ResolveKey], bool]) -> int:
         hits = 0
         for rkey, entry in self._entries.items():
-            ref = rkey.credentials
-            if ref is not None and (ref.namespace, ref.name) == (namespace, name):
+            if which(rkey):
                 entry.due = self._clock()
                 entry.stale = True
                 hits += 1
