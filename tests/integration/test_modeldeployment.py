@@ -100,7 +100,9 @@ def test_champion_alias_serves_that_version(
     core.read_namespaced_service("scorer-v1", namespace)
 
     row = kubectl("get", "mdep", "scorer", "--no-headers").split()
-    assert row[:4] == ["scorer", model, "@champion", "1"] and "Stable" in row
+    assert row[:4] == ["scorer", model, "1", "Stable"]
+    wide = kubectl("get", "mdep", "scorer", "--no-headers", "-o", "wide").split()
+    assert wide[:4] == ["scorer", model, "@champion", "1"] and "Stable" in wide
     assert [r for _, r, _ in events(core, namespace, "scorer")] == ["NewVersion", "Promoted"]
 
 
