@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack import procs
@@ -28,6 +28,8 @@ class OperatorProcess:
     liveness_port: int
     metrics_port: int
     proc: procs.Proc | None = None
+    #: More MODELDEPLOY_* settings, e.g. a lease identity for the leader-election tests.
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def webhook_url(self) -> str:
@@ -52,6 +54,7 @@ class OperatorProcess:
             # Seconds, not minutes: tests see "not found" turn Stalled (kstatus: Failed).
             "MODELDEPLOY_STALL_AFTER_SECONDS": "3",
         })
+        env.update(self.extra_env)
         return env
 
     def start(self) -> None:
@@ -92,6 +95,7 @@ class OperatorProcess:
             tmp.rename(target)  # atomic: Prometheus never reads half a file
 
     def stop(self) -> None:
+        """SIGTERM, as a rolling update would: the operator releases its Lease on the way."""
         procs.stop(self.state, "operator")
         self._announce(False)
 

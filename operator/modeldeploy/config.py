@@ -34,6 +34,16 @@ class OperatorConfig:
     #: How long a registry "not found" (or refused credentials) may last before the object
     #: is Stalled (kstatus: Failed): long enough for a model that is being registered.
     stall_after: float = 120.0
+    #: Leader election on a Lease (MODELDEPLOY_LEADER_ELECTION, on unless "false"): with
+    #: several replicas exactly one acts. The Lease lives in MODELDEPLOY_LEASE_NAMESPACE
+    #: (default: the pod's namespace, else "default") under MODELDEPLOY_LEASE_NAME.
+    leader_election: bool = True
+    lease_namespace: str = "default"
+    lease_name: str = "modeldeploy-operator"
+    lease_identity: str = ""
+    lease_duration: float = 12.0
+    lease_renew_deadline: float = 8.0
+    lease_retry_period: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -59,7 +69,30 @@ class OperatorConfig:
             registry_timeout=float(get("REGISTRY_TIMEOUT") or cls.registry_timeout),
             resync_seconds=float(get("RESYNC_SECONDS") or cls.resync_seconds),
             stall_after=float(get("STALL_AFTER_SECONDS") or cls.stall_after),
+            leader_election=(get("LEADER_ELECTION") or "true").lower() not in ("false", "0",
+                                                                            "no", "off"),
+            lease_namespace=get("LEASE_NAMESPACE") or e.get("POD_NAMESPACE")
+            or _pod_namespace() or cls.lease_namespace,
+            lease_name=get("LEASE_NAME") or cls.lease_name,
+            lease_identity=get("LEASE_IDENTITY") or "",
+            lease_duration=float(get("LEASE_DURATION_SECONDS") or cls.lease_duration),
+            lease_renew_deadline=float(get("LEASE_RENEW_DEADLINE_SECONDS")
+                                       or cls.lease_renew_deadline),
+            lease_retry_period=float(get("LEASE_RETRY_PERIOD_SECONDS")
+                                     or cls.lease_retry_period),
         )
+
+
+_SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def _pod_namespace() -> str | None:
+    """The namespace of the pod we run in (its service account's), None outside a pod."""
+    try:
+        with open(_SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -28,6 +28,8 @@ class StateView:
     objects: Callable[[], Iterable[dict[str, Any]]]
     queue_depth: Callable[[], int]
     registry_stats: Callable[[], dict[str, int]]
+    #: Only the leader reports the objects' state: two replicas must not double it.
+    leading: Callable[[], bool] = lambda: True
 
 
 def _text(parent: Any, key: str) -> str:
@@ -57,7 +59,11 @@ class _StateCollector(Collector):
         self._view = view
 
     def collect(self) -> Iterator[Metric]:
-        phases, info = _state_rows(self._view.objects())
+        leading = self._view.leading()
+        yield GaugeMetricFamily("modeldeploy_leader",
+                                "1 on the replica that holds the leader Lease and acts, 0 on a "
+                                "standby.", value=1 if leading else 0)
+        phases, info = _state_rows(self._view.objects() if leading else ())
         by_phase = GaugeMetricFamily("modeldeploy_model_deployments",
                                      "ModelDeployments the operator watches, by phase.",
                                      labels=["phase"])
@@ -108,7 +114,8 @@ class Metrics:
         self.webhook_deliveries = Counter(
             "modeldeploy_webhook_deliveries_total",
             "MLflow webhook deliveries by result (accepted, ignored, duplicate, unauthorized, "
-            "invalid).", ["result"], registry=self.registry)
+            "invalid, standby: answered 503 by a replica that is not the leader).", ["result"],
+            registry=self.registry)
         self.kube_writes = Counter(
             "modeldeploy_kube_writes_total",
             "Writes to the Kubernetes API by verb (apply, delete, status, event) and kind.",

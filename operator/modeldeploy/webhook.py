@@ -60,8 +60,10 @@ def verify(secret: str, *, signature: str, delivery_id: str, timestamp: str, bod
 class Receiver:
     def __init__(self, *, secret: str, invalidate: Callable[[str], int],
                  clock: Callable[[], float] = time.time,
-                 count: Callable[[str], None] = lambda result: None) -> None:
+                 count: Callable[[str], None] = lambda result: None,
+                 active: Callable[[], bool] = lambda: True) -> None:
         self._secret = secret
+        self._active = active
         self._count = count
         self._invalidate = invalidate
         self._clock = clock
@@ -77,6 +79,11 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> tuple[str, web.Response]:
         """(result for the metrics, response)."""
+        if not self._active():
+            # A standby replica: MLflow retries a 503 (honouring Retry-After), and the
+            # retry may reach the leader through the Service.
+            return "standby", web.json_response(
+                {"error": "not the leader"}, status=503, headers={"Retry-After": "1"})
         body = (await request.read()).decode(errors="replace")
         delivery = request.headers.get(DELIVERY_HEADER, "")
         problem = verify(self._secret, signature=request.headers.get(SIGNATURE_HEADER, ""),

@@ -73,6 +73,7 @@ def test_the_operator_relist_stops_polling_and_reporting_a_deleted_object() -> N
     async def scenario() -> tuple[float, float, int]:
         kube = _FakeKube()
         op = Operator(OperatorConfig(metrics_port=0), kube)  # type: ignore[arg-type]
+        op.leading = True  # only the leader reports objects
         op.model_deployment_event("ADDED", _md("gone", "u1", "10"))
         rkey = ResolveKey("http://r", "http://r", "m", "alias", "a")
         op.resolver.subscribe(("ns", "gone"), rkey, 30.0)

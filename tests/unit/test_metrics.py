@@ -70,3 +70,19 @@ def test_registry_polls_are_counted_by_outcome_and_reason() -> None:
     assert total(got, polls, outcome="ok", reason="Resolved") == 1
     assert total(got, polls, outcome="unreachable", reason="RegistryUnreachable") == 2
     assert total(got, "modeldeploy_registry_poll_duration_seconds_count") == 3
+
+
+def test_a_standby_replica_reports_no_object_state() -> None:
+    leading = False
+    metrics = Metrics()
+    metrics.watch_state(StateView(objects=lambda: [_md("a", "Stable", "3")],
+                                  queue_depth=lambda: 0, registry_stats=lambda: {"keys": 0},
+                                  leading=lambda: leading))
+    standby = samples(metrics)
+    assert total(standby, "modeldeploy_leader") == 0
+    assert total(standby, "modeldeploy_model_deployments") == 0
+    assert total(standby, "modeldeploy_model_deployment_info") == 0
+    leading = True
+    leader = samples(metrics)
+    assert total(leader, "modeldeploy_leader") == 1
+    assert total(leader, "modeldeploy_model_deployment_info", name="a") == 1

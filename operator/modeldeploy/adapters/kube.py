@@ -38,6 +38,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
     "Secret": ("/api/v1", "secrets"),
     "Event": ("/api/v1", "events"),
+    "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     KIND: (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
 _RETRY_STATUSES = {409, 429, 500, 502, 503, 504}

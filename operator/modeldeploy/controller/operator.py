@@ -11,18 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from modeldeploy.adapters.kube import ApiError, Kube
+from modeldeploy.adapters.lease import KubeLeaseStore
 from modeldeploy.adapters.registry import Registry
 from modeldeploy.api import KIND
 from modeldeploy.config import OperatorConfig
 from modeldeploy.controller.credentials import CredentialsCache
 from modeldeploy.controller.index import Index, Key, key_of
+from modeldeploy.controller.leader import LeaderElector, LeaseConfig
 from modeldeploy.controller.queue import WorkQueue
 from modeldeploy.controller.reconciler import (
     Reconciler,
@@ -47,10 +52,30 @@ CHILD_KINDS = tuple(CHILD_RESOURCES)
 MANAGED_SELECTOR = f"{render.LABEL_MANAGED}={render.MANAGED_BY}"
 
 
+def _exit_process() -> None:
+    """Leadership lost: stop the whole process (Kopf stops gracefully on SIGTERM), as
+    controller-runtime does; its restart comes back as a standby."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 class Operator:
-    def __init__(self, config: OperatorConfig, kube: Kube) -> None:
+    """Every replica watches (its index stays warm); only the leader runs the workers, the
+    resolver and the relist, so only the leader polls registries and writes."""
+
+    def __init__(self, config: OperatorConfig, kube: Kube, *,
+                 lost_leadership: Callable[[], None] = _exit_process) -> None:
         self.config = config
         self.kube = kube
+        self.elector: LeaderElector | None = None
+        if config.leader_election:
+            self.elector = LeaderElector(
+                KubeLeaseStore(kube, config.lease_namespace, config.lease_name),
+                LeaseConfig(namespace=config.lease_namespace, name=config.lease_name,
+                            identity=config.lease_identity,
+                            lease_duration=config.lease_duration,
+                            renew_deadline=config.lease_renew_deadline,
+                            retry_period=config.lease_retry_period))
+        self._lost_leadership = lost_leadership
         self.index = Index()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.metrics = Metrics()
@@ -62,9 +87,13 @@ class Operator:
                                      config=config, metrics=self.metrics)
         self.metrics.watch_state(StateView(objects=self.index.objects,
                                            queue_depth=lambda: len(self.queue),
-                                           registry_stats=self.resolver.stats))
+                                           registry_stats=self.resolver.stats,
+                                           leading=lambda: self.leading))
         self.receiver: Receiver | None = None
+        self.leading = False
+        #: Leader-only tasks (workers, resolver, relist) and the elector.
         self._tasks: list[asyncio.Task[Any]] = []
+        self._election: asyncio.Task[Any] | None = None
         self._failures: dict[Key, int] = {}
         self._web: list[web.AppRunner] = []
 
@@ -80,11 +109,31 @@ class Operator:
         except BaseException:
             await op.stop()
             raise
-        op._tasks = [asyncio.create_task(op._worker(i), name=f"worker-{i}")
-                     for i in range(config.workers)]
-        op._tasks.append(asyncio.create_task(op.resolver.run(), name="resolver"))
-        op._tasks.append(asyncio.create_task(op._relist(), name="relist"))
+        if op.elector is None:
+            op._lead()
+        else:
+            log.info("leader election on lease %s/%s as %s", config.lease_namespace,
+                     config.lease_name, op.elector.identity)
+            op._election = asyncio.create_task(
+                op.elector.run(op._lead, op._lose), name="leader-election")
         return op
+
+    def _lead(self) -> None:
+        """Start acting: everything the watches have seen is reconciled once."""
+        self.leading = True
+        for body in self.index.objects():
+            self.queue.add(key_of(body))
+        self._tasks = [asyncio.create_task(self._worker(i), name=f"worker-{i}")
+                       for i in range(self.config.workers)]
+        self._tasks.append(asyncio.create_task(self.resolver.run(), name="resolver"))
+        self._tasks.append(asyncio.create_task(self._relist(), name="relist"))
+
+    def _lose(self) -> None:
+        """Stop acting at once (another replica may take the Lease soon), then exit."""
+        self.leading = False
+        for task in self._tasks:
+            task.cancel()
+        self._lost_leadership()
 
     async def _listen(self) -> None:
         config = self.config
@@ -92,7 +141,8 @@ class Operator:
             deliveries = self.metrics.webhook_deliveries
             self.receiver = Receiver(secret=config.webhook_secret,
                                      invalidate=self.resolver.invalidate,
-                                     count=lambda result: deliveries.labels(result).inc())
+                                     count=lambda result: deliveries.labels(result).inc(),
+                                     active=lambda: self.leading)
             await self._serve(self.receiver.app(), config.webhook_host, config.webhook_port)
             log.info("MLflow webhook receiver on %s:%d/webhooks/mlflow", config.webhook_host,
                      config.webhook_port)
@@ -116,11 +166,17 @@ class Operator:
         return app
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        """Stop renewing, stop acting (in-flight writes finish), then release the Lease so a
+        standby takes over on its next try, not after the Lease expires."""
+        tasks = [t for t in (self._election, *self._tasks) if t is not None]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.leading = False
+        if self.elector is not None:
+            await self.elector.release()
         for runner in self._web:
             await runner.cleanup()
 
