@@ -299,3 +299,61 @@ def test_kstatus_reads_the_phases_as_flux_and_kpt_would(
     kubectl("apply", "-f", "-", stdin=manifest("refused", spec("..")))
     eventually(lambda: kstatus("refused") == "Failed", timeout=60,
                what="a refused model name reads Failed")
+
+
+ROUTES_CRD = "httproutes.gateway.networking.k8s.io"
+
+
+def test_a_route_kind_the_apiserver_does_not_serve_is_apply_failed_until_it_is_installed(
+    stack: StackInfo, api: client.ApiClient, kubectl: Kubectl,
+    custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str,
+) -> None:
+    """The Gateway API CRDs are missing (a cluster without them): the HTTPRoute write answers
+    404, which is ApplyFailed with the apiserver's words, not a retry loop; installing the CRD
+    later is picked up without touching the ModelDeployment."""
+    ext = client.ApiextensionsV1Api(api)
+    saved = api.sanitize_for_serialization(ext.read_custom_resource_definition(ROUTES_CRD))
+    saved.pop("status", None)
+    saved["metadata"] = {k: v for k, v in saved["metadata"].items()
+                         if k in ("name", "labels", "annotations")}
+    ext.delete_custom_resource_definition(ROUTES_CRD)
+
+    def gone() -> bool:
+        try:
+            ext.read_custom_resource_definition(ROUTES_CRD)
+        except client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    restored = False
+    try:
+        eventually(gone, timeout=60, what="the HTTPRoute CRD deleted")
+        model = f"routed-{namespace}"
+        seed_model(stack, name=model, alias="champion")
+        traffic = {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+        kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model, traffic=traffic)))
+        st = wait_status(custom, namespace, "scorer",
+                         lambda s: condition(s, "Degraded").get("reason") == "ApplyFailed",
+                         what="ApplyFailed for the unserved HTTPRoute kind")
+        message = condition(st, "Degraded")["message"]
+        assert "HTTPRoute scorer" in message and "404" in message, message
+        assert condition(st, "Stalled")["status"] == "True"
+        time.sleep(6)  # backoff: one event, not one per retry
+        assert [r for _, r, _ in events(core, namespace, "scorer")].count("ApplyFailed") == 1
+
+        ext.create_custom_resource_definition(saved)
+        restored = True
+        st = wait_status(custom, namespace, "scorer", serving("1"), timeout=120,
+                         what="Stable once the CRD is installed (the backoff retries)")
+        assert condition(st, "Degraded")["status"] == "False"
+        route = custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1",
+                                                    namespace, "httproutes", "scorer")
+        refs = route["spec"]["rules"][-1]["backendRefs"]
+        assert [(r["name"], r.get("weight")) for r in refs] == [("scorer-v1", 100)], refs
+    finally:
+        if not restored:
+            eventually(gone, timeout=60, what="the HTTPRoute CRD deleted")
+            ext.create_custom_resource_definition(saved)
+        eventually(lambda: any(c.type == "Established" and c.status == "True" for c in
+                               ext.read_custom_resource_definition(ROUTES_CRD).status
+                               .conditions or []), timeout=60, what="HTTPRoute CRD Established")
