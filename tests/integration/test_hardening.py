@@ -337,6 +337,7 @@ def test_a_route_kind_the_apiserver_does_not_serve_is_apply_failed_until_it_is_i
                          what="ApplyFailed for the unserved HTTPRoute kind")
         message = condition(st, "Degraded")["message"]
         assert "HTTPRoute scorer" in message and "404" in message, message
+        assert "does not serve HTTPRoute (gateway.networking.k8s.io/v1" in message, message
         assert condition(st, "Stalled")["status"] == "True"
         time.sleep(6)  # backoff: one event, not one per retry
         assert [r for _, r, _ in events(core, namespace, "scorer")].count("ApplyFailed") == 1

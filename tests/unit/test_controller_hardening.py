@@ -9,11 +9,13 @@ import threading
 import time
 from typing import Any
 
+from modeldeploy.adapters.kube import ApiError
 from modeldeploy.adapters.registry import Registry, ResolveKey, registry_host
 from modeldeploy.config import OperatorConfig
 from modeldeploy.controller.credentials import CREDENTIALS_LABEL, CredentialsCache
 from modeldeploy.controller.index import Index
 from modeldeploy.controller.operator import Operator
+from modeldeploy.controller.reconciler import refusal_message
 from modeldeploy.core.world import SecretRef
 from tests.support.scrape import parse, total
 from tests.unit.fakeresolver import Clock, FakeRegistry, make_resolver
@@ -174,3 +176,15 @@ def test_a_secret_change_makes_every_key_using_it_due_now() -> None:
         return resolver.invalidate_secret("ns", "tok")
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_a_refusal_says_what_to_do() -> None:
+    route = {"kind": "HTTPRoute", "apiVersion": "gateway.networking.k8s.io/v1"}
+    unserved = refusal_message(route, ApiError(404, "", "404 page not found\n"))
+    assert unserved.startswith("the apiserver does not serve HTTPRoute "
+                               "(gateway.networking.k8s.io/v1; 404: 404 page not found)")
+    assert "install its CRDs" in unserved
+    invalid = refusal_message({"kind": "Deployment", "apiVersion": "apps/v1"}, ApiError(
+        422, "Invalid", 'Deployment.apps "x" is invalid: spec.template...'))
+    assert invalid == ('the apiserver refused it (422 Invalid): Deployment.apps "x" is '
+                       'invalid: spec.template...')

@@ -18,11 +18,13 @@ import functools
 import json
 import logging
 import random
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client, config
+from kubernetes.watch.watch import iter_resp_lines
 
 from modeldeploy.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
@@ -45,6 +47,15 @@ _RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
 #: Answers that will not change by asking again: the request itself is wrong (bad value,
 #: unknown kind, forbidden). They become a status condition, not a retry loop.
 PERMANENT_STATUSES = {400, 403, 404, 422}
+
+
+def _selector(label_selector: str) -> list[tuple[str, str]]:
+    return [("labelSelector", label_selector)] if label_selector else []
+
+
+def _items(listed: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
+    rv = (listed.get("metadata") or {}).get("resourceVersion")
+    return list(listed.get("items") or []), int(rv) if rv and rv.isdigit() else None
 
 
 class ApiError(Exception):
@@ -75,23 +86,30 @@ class Kube:
 
     # --- primitives ------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
-              body: Any = None, content_type: str = "application/json") -> Any:
+    def _send(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
+              body: Any = None, content_type: str = "application/json",
+              timeout: Any = 30) -> Any:
+        """The raw response (its body unread), or ApiError for a status >= 400."""
         serialized = self.api.param_serialize(
             method=method, resource_path=path, query_params=query or [],
             header_params={"Content-Type": content_type, "Accept": "application/json"},
             body=body, auth_settings=["BearerToken"])
-        resp = self.api.call_api(*serialized, _request_timeout=30)
-        resp.read()
-        text = resp.data.decode() if resp.data else ""
+        resp = self.api.call_api(*serialized, _request_timeout=timeout)
         if resp.status >= 400:
+            resp.read()
+            text = resp.data.decode(errors="replace") if resp.data else ""
             try:
                 detail = json.loads(text)
                 raise ApiError(resp.status, str(detail.get("reason", "")),
                                str(detail.get("message", text)))
             except ValueError:
                 raise ApiError(resp.status, "", text[:500]) from None
-        return json.loads(text) if text else None
+        return resp
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self._send(method, path, **kwargs)
+        resp.read()
+        return json.loads(resp.data) if resp.data else None
 
     async def request(self, method: str, path: str, *, retry_conflicts: bool = True,
                       **kwargs: Any) -> Any:
@@ -140,16 +158,51 @@ class Kube:
                        label_selector: str = "") -> tuple[list[dict[str, Any]], int | None]:
         """Every object of ``kind`` matching ``label_selector``, and the list's
         resourceVersion (([], None) when the kind is not served, e.g. no Gateway API CRDs)."""
-        prefix, plural = KINDS[kind]
-        query = [("labelSelector", label_selector)] if label_selector else []
         try:
-            listed = await self.request("GET", f"{prefix}/{plural}", query=query)
+            listed = await self.request("GET", self._collection(kind),
+                                        query=_selector(label_selector))
         except ApiError as exc:
             if exc.status == 404:
                 return [], None
             raise
-        rv = (listed.get("metadata") or {}).get("resourceVersion")
-        return list(listed.get("items") or []), int(rv) if rv and rv.isdigit() else None
+        return _items(listed)
+
+    def list_blocking(self, kind: str,
+                      label_selector: str = "") -> tuple[list[dict[str, Any]], int | None]:
+        """:meth:`list_all` for a thread of its own (one attempt, no retries)."""
+        try:
+            listed = self._call("GET", self._collection(kind), query=_selector(label_selector))
+        except ApiError as exc:
+            if exc.status == 404:
+                return [], None
+            raise
+        return _items(listed)
+
+    def watch_blocking(self, kind: str, label_selector: str, resource_version: int, *,
+                       timeout_seconds: int,
+                       opened: Callable[[Any], None] = lambda _: None) -> Iterator[dict[str, Any]]:
+        """The watch events of ``kind`` (all namespaces) after ``resource_version``, until the
+        server ends the stream (``timeout_seconds``), for a thread of its own. ApiError 404
+        when the kind is not served (its CRD was deleted); an ``ERROR`` event (410: the
+        version is too old) is yielded like any other. ``opened`` receives the response, so
+        another thread can close it to stop the watch."""
+        query = [("watch", "true"), ("allowWatchBookmarks", "true"),
+                 ("resourceVersion", str(resource_version)),
+                 ("timeoutSeconds", str(timeout_seconds)), *_selector(label_selector)]
+        resp = self._send("GET", self._collection(kind), query=query,
+                          timeout=(10, timeout_seconds + 30))
+        opened(resp.response)
+        try:
+            for line in iter_resp_lines(resp.response):
+                if line:
+                    yield json.loads(line)
+        finally:
+            resp.response.release_conn()
+
+    @staticmethod
+    def _collection(kind: str) -> str:
+        prefix, plural = KINDS[kind]
+        return f"{prefix}/{plural}"
 
     async def delete(self, kind: str, namespace: str, name: str, *, uid: str | None) -> bool:
         """Delete (background propagation) the object with this UID. False when it was

@@ -27,6 +27,7 @@ from modeldeploy.api import KIND
 from modeldeploy.config import OperatorConfig
 from modeldeploy.controller.credentials import CredentialsCache
 from modeldeploy.controller.index import Index, Key, key_of
+from modeldeploy.controller.kind_watch import KindWatch
 from modeldeploy.controller.leader import LeaderElector, LeaseConfig
 from modeldeploy.controller.queue import WorkQueue
 from modeldeploy.controller.reconciler import (
@@ -41,14 +42,16 @@ from modeldeploy.webhook import Receiver
 
 log = logging.getLogger(__name__)
 
-#: The children we watch and list: kind -> (group, version, plural).
+#: Children of built-in kinds, watched through Kopf: kind -> (group, version, plural).
 CHILD_RESOURCES = {
     "Deployment": ("apps", "v1", "deployments"),
     "Service": ("", "v1", "services"),
     "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
-    "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
 }
-CHILD_KINDS = tuple(CHILD_RESOURCES)
+#: Children whose CRDs may be missing or deleted at any time, watched by KindWatch (a 404
+#: stops a Kopf watcher and the whole operator with it).
+OPTIONAL_CHILD_KINDS = ("HTTPRoute",)
+CHILD_KINDS = (*CHILD_RESOURCES, *OPTIONAL_CHILD_KINDS)
 MANAGED_SELECTOR = f"{render.LABEL_MANAGED}={render.MANAGED_BY}"
 
 
@@ -94,6 +97,7 @@ class Operator:
         #: Leader-only tasks (workers, resolver, relist) and the elector.
         self._tasks: list[asyncio.Task[Any]] = []
         self._election: asyncio.Task[Any] | None = None
+        self._kind_watches: list[KindWatch] = []
         self._failures: dict[Key, int] = {}
         self._web: list[web.AppRunner] = []
 
@@ -103,9 +107,11 @@ class Operator:
         try:
             await op._listen()  # first: a port in use fails start-up before anything runs
             for kind in CHILD_KINDS:
-                listed, _ = await op.kube.list_all(kind, MANAGED_SELECTOR)
+                listed, rv = await op.kube.list_all(kind, MANAGED_SELECTOR)
                 for body in listed:
                     op.index.upsert_child(kind, body)
+                if kind in OPTIONAL_CHILD_KINDS:
+                    op._watch_kind(kind, rv)
         except BaseException:
             await op.stop()
             raise
@@ -117,6 +123,17 @@ class Operator:
             op._election = asyncio.create_task(
                 op.elector.run(op._lead, op._lose), name="leader-election")
         return op
+
+    def _watch_kind(self, kind: str, since: int | None) -> None:
+        def resync(listed: list[dict[str, Any]], rv: int | None) -> None:
+            for key in self.index.resync_children(kind, listed, rv):
+                self.queue.add(key)
+
+        watch = KindWatch(self.kube, kind, MANAGED_SELECTOR, loop=asyncio.get_running_loop(),
+                          deliver=lambda type_, body: self.child_event(kind, type_, body),
+                          resync=resync, since=since)
+        self._kind_watches.append(watch)
+        watch.start()
 
     def _lead(self) -> None:
         """Start acting: everything the watches have seen is reconciled once."""
@@ -168,6 +185,8 @@ class Operator:
     async def stop(self) -> None:
         """Stop renewing, stop acting (in-flight writes finish), then release the Lease so a
         standby takes over on its next try, not after the Lease expires."""
+        for watch in self._kind_watches:
+            watch.stop()
         tasks = [t for t in (self._election, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()

@@ -214,9 +214,7 @@ class Reconciler:
             except ApiError as exc:
                 if exc.status not in PERMANENT_STATUSES or namespace_terminating(exc):
                     raise
-                return ApplyFailure(kind, name, "ApplyFailed",
-                                    f"the apiserver refused it ({exc.status} {exc.reason}): "
-                                    f"{exc.message}"[:800])
+                return ApplyFailure(kind, name, "ApplyFailed", refusal_message(manifest, exc))
             self.metrics.wrote("apply", kind)
             if isinstance(applied, dict):
                 self.index.upsert_child(kind, applied)
@@ -300,6 +298,17 @@ class Reconciler:
                 self.metrics.wrote("event", "Event")
             except ApiError as exc:  # an event is not worth failing a reconcile for
                 log.warning("posting event %s failed: %s", event.reason, exc)
+
+
+def refusal_message(manifest: dict[str, Any], exc: ApiError) -> str:
+    """What the apiserver said about a manifest it refused, in words a user can act on: a bare
+    404 ("404 page not found") on an apply means the kind itself is not served."""
+    status = f"{exc.status} {exc.reason}".strip()
+    if exc.status == 404 and exc.reason != "NotFound":
+        return (f"the apiserver does not serve {manifest['kind']} ({manifest['apiVersion']}; "
+                f"{status}: {exc.message.strip()}): install its CRDs, or choose another "
+                "spec.traffic.router")
+    return f"the apiserver refused it ({status}): {exc.message}"[:800]
 
 
 def namespace_terminating(exc: Exception) -> bool:
