@@ -64,8 +64,8 @@ class KindWatch:
             try:
                 if rv is None:
                     items, rv = self.kube.list_blocking(self.kind, self.selector)
-                    self._post(self._resync, items, rv)
                     self._served(rv is not None)
+                    self._post(self._resync, items, rv)
                     if rv is None:
                         self._stop.wait(self.absent_period)
                         continue
