@@ -118,7 +118,8 @@ def test_crd_schema_is_structural_and_documented() -> None:
             assert node.get("description"), f"{path} has no description for kubectl explain"
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Model", "Selector", "Stable", "Canary", "Weight", "Phase", "Age"]
+    assert columns == ["Model", "Selector", "Stable", "Canary", "Weight", "Step", "Phase",
+                       "Age"]
 
 
 @pytest.mark.parametrize(

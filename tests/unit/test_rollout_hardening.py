@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import pytest
+
 from modeldeploy.api.status import Phase, RolloutType
 from modeldeploy.core import render
 from modeldeploy.core.world import (
@@ -187,17 +189,15 @@ def test_an_invalid_spec_stalls_and_clears_an_old_unreachable_registry() -> None
     assert condition(w.status, "Stalled") == ("True", "InvalidSpec")
 
 
-def test_spec_sections_not_acted_on_yet_say_so() -> None:
-    w = World(spec={"model": {"name": "m", "alias": "a"},
-                    "traffic": {"router": "istio", "istio": {"hosts": ["m.example.com"]}},
-                    "rollout": {"steps": [{"weight": 10}]}})
+@pytest.mark.parametrize("strategy", ["abTest", "shadow"])
+def test_strategies_not_acted_on_yet_say_so(strategy: str) -> None:
+    w = World(spec={"model": {"name": "m", "alias": "a"}, "rollout": {"strategy": strategy}})
     w.tick()
     w.available.add("1")
     w.tick()
     ready = next(c for c in w.status.conditions if c.type == "Ready")
     assert ready.status == "True"
-    assert "istio is not implemented yet" in ready.message
-    assert "spec.rollout is not acted on yet" in ready.message
+    assert f"spec.rollout.strategy {strategy} is not acted on yet" in ready.message
 
 
 def test_the_plan_carries_the_split_and_the_router_reads_it_back() -> None:

@@ -42,6 +42,7 @@ PRINTER_COLUMNS = [
     {"name": "Stable", "type": "string", "jsonPath": ".status.stable.version"},
     {"name": "Canary", "type": "string", "jsonPath": ".status.canary.version", "priority": 1},
     {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight", "priority": 1},
+    {"name": "Step", "type": "string", "jsonPath": ".status.canary.step", "priority": 1},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

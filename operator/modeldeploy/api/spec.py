@@ -322,10 +322,21 @@ class Strategy(StrEnum):
     SHADOW = "shadow"  # mirror traffic to the new version; responses are discarded
 
 
+PAUSE_PATTERN = r"^$|" + DURATION_PATTERN
+
+
 class Step(_Model):
     weight: int = Field(ge=1, le=100, description="Percent of traffic to the new version.")
-    pause: Duration | None = Field(default=None, description=(
-        "How long to hold this weight (with analysis running) before the next step."))
+    pause: str | None = Field(default=None, pattern=PAUSE_PATTERN, max_length=32, description=(
+        "How long to hold this weight (analysis keeps running) before the next step. Empty "
+        "(\"\"): hold until a human resumes or promotes. Absent: move on once the weight is "
+        "live and, with analysis, one interval has passed."))
+
+    def waits_for_human(self) -> bool:
+        return self.pause == ""
+
+    def pause_seconds(self) -> float:
+        return durations.parse(self.pause) if self.pause else 0.0
 
 
 class Direction(StrEnum):
@@ -363,46 +374,83 @@ class Gates(_Model):
 
 
 @rules(Rule("has(self.template) != has(self.query)",
-            "set exactly one of template and query", field_path=".query"))
+            "set exactly one of template and query", field_path=".query"),
+       Rule("has(self.min) || has(self.max) || has(self.maxIncrease)",
+            "set at least one of min, max and maxIncrease", field_path=".max"))
 class AnalysisMetric(_Model):
     name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL,
                       description="Metric name shown in status.")
     template: str | None = Field(default=None, max_length=63, description=(
-        "A built-in query template, e.g. http-error-rate or p99-latency."))
+        "A built-in query: error-rate, latency-p95, latency-p99 (the simulated traffic "
+        "exporter's metrics), istio-error-rate, istio-latency-p99 (Istio's standard metrics)."))
     provider: str = Field(default="prometheus", pattern=r"^prometheus$",
                           description="Measurement source.")
     query: str | None = Field(default=None, max_length=4096, description=(
-        "PromQL; {{ namespace }}, {{ model }} and {{ version }} are substituted."))
+        "PromQL returning one value; {{ namespace }}, {{ name }}, {{ model }}, {{ version }}, "
+        "{{ stableVersion }} and {{ interval }} are substituted."))
     min: float | None = Field(default=None, description="Fail when the value is below this.")
     max: float | None = Field(default=None, description="Fail when the value is above this.")
+    maxIncrease: float | None = Field(default=None, ge=0, description=(
+        "Fail when the new version's value exceeds the stable version's, measured the same "
+        "way over the same window, by more than this (in the metric's unit)."))
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
         if (self.template is None) == (self.query is None):
             raise ValueError("set exactly one of template and query")
+        if self.min is None and self.max is None and self.maxIncrease is None:
+            raise ValueError("set at least one of min, max and maxIncrease")
         return self
 
 
 class Analysis(_Model):
-    interval: Duration = Field(default="1m", description="Time between measurements.")
-    failureLimit: int = Field(default=2, ge=0, le=100, description=(
-        "Failed measurements tolerated before rolling back."))
+    interval: Duration = Field(default="1m", description=(
+        "Time between measurements, and the window each query looks back over."))
+    failureLimit: int = Field(default=0, ge=0, le=100, description=(
+        "Failed measurements tolerated; one more rolls the release back."))
     inconclusiveLimit: int = Field(default=3, ge=0, le=100, description=(
-        "Inconclusive measurements tolerated before pausing."))
+        "Inconclusive measurements (no data, too few requests) tolerated while the release "
+        "holds its step; one more rolls it back. Inconclusive never promotes."))
+    consecutiveErrorLimit: int = Field(default=4, ge=0, le=100, description=(
+        "Measurement errors in a row (Prometheus down, a PromQL error) tolerated; one more "
+        "rolls the release back."))
+    minRequests: int = Field(default=0, ge=0, description=(
+        "Requests the new version must have served within an interval for a measurement to "
+        "count (fewer: Inconclusive)."))
     metrics: list[AnalysisMetric] = Field(default_factory=list, max_length=32,
                                           description="What to measure.")
+
+
+class BlueGreen(_Model):
+    autoPromote: bool = Field(default=True, description=(
+        "Switch traffic as soon as the preview is Ready and its analysis passed; false: wait "
+        "for a promote request."))
+    scaleDownDelay: Duration = Field(default="30s", description=(
+        "How long the previous version stays scaled up after the switch, so that switching "
+        "back is instant."))
+
+
+STEPS_RULE = "canary step weights must be strictly increasing"
 
 
 @rules(
     Rule("!has(self.steps) || self.steps.map(s, s.weight).isSorted() && "
          "self.steps.all(s, self.steps.filter(t, t.weight == s.weight).size() == 1)",
-         "canary step weights must be strictly increasing", field_path=".steps"),
+         STEPS_RULE, field_path=".steps"),
+    Rule("self.strategy != 'canary' || has(self.steps) && size(self.steps) > 0",
+         "strategy canary needs at least one step", field_path=".steps"),
 )
 class Rollout(_Model):
     strategy: Strategy = Field(default=Strategy.CANARY, description=(
-        "canary, blueGreen, abTest or shadow."))
+        "canary: shift traffic step by step. blueGreen: bring the new version up behind a "
+        "preview Service, then switch at once. abTest and shadow are validated, not acted on "
+        "yet."))
     steps: list[Step] | None = Field(default=None, max_length=20, description=(
-        "Canary steps; weights strictly increasing within 1..100."))
+        "Canary steps; weights strictly increasing within 1..100 (100 is implied at the end)."))
+    progressDeadline: Duration = Field(default="10m", description=(
+        "How long the new version may take to become Ready; past it the release is rolled "
+        "back (ProgressDeadlineExceeded)."))
+    blueGreen: BlueGreen | None = Field(default=None, description="Blue-green settings.")
     gates: Gates | None = Field(default=None, description="Checks before any traffic moves.")
     analysis: Analysis | None = Field(default=None, description="Metric analysis during steps.")
 
@@ -410,7 +458,9 @@ class Rollout(_Model):
     def _increasing(self) -> Self:
         weights = [s.weight for s in self.steps or []]
         if any(b <= a for a, b in itertools.pairwise(weights)):
-            raise ValueError("canary step weights must be strictly increasing")
+            raise ValueError(STEPS_RULE)
+        if self.strategy is Strategy.CANARY and not weights:
+            raise ValueError("strategy canary needs at least one step")
         return self
 
 
@@ -418,11 +468,10 @@ class ModelDeploymentSpec(_Model):
     model: ModelRef = Field(description="Which registered model version to serve.")
     serving: Serving = Field(default_factory=Serving, description="How each version is served.")
     traffic: Traffic | None = Field(default=None, description=(
-        "How traffic reaches the versions. gatewayAPI routes are created today; istio is "
-        "validated but not acted on yet (the Ready condition says so)."))
+        "How traffic reaches the versions: a weighted HTTPRoute (gatewayAPI), a weighted "
+        "VirtualService (istio), or one Service over all versions (replicas)."))
     rollout: Rollout | None = Field(default=None, description=(
-        "How a new version is released. Validated but not acted on yet: a version change is "
-        "a rolling switch until progressive delivery lands (the Ready condition says so)."))
+        "How a new version is released (absent: a rolling switch once it is Ready)."))
 
 
 __all__ = [

@@ -23,6 +23,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from modeldeploy.core.analysis import Verdict
+
 HISTORY_LIMIT = 10
 
 
@@ -60,8 +62,9 @@ class Outcome(StrEnum):
 
     PROMOTED = "Promoted"  # became the stable version
     REPLACED = "Replaced"  # was stable until a newer version was promoted
-    ROLLED_BACK = "RolledBack"  # was abandoned and traffic returned to stable
-    ABANDONED = "Abandoned"  # a switch was dropped because the tracked version moved again
+    ROLLED_BACK = "RolledBack"  # analysis, a deadline or a request sent traffic back to stable
+    ABANDONED = "Abandoned"  # a release was dropped because the tracked version moved again
+    RETRIED = "Retried"  # a rolled-back version was released again on request
 
 
 class Condition(_Status):
@@ -85,13 +88,18 @@ class Stable(VersionInfo):
 
 
 class Canary(VersionInfo):
-    weight: int = Field(default=0, description="Percent of traffic it receives.")
+    weight: int = Field(default=0, description=(
+        "Percent of traffic it receives, read back from the live route."))
+    step: str | None = Field(default=None, description=(
+        "Canary step as n/total while steps are under way (for kubectl get -o wide)."))
 
 
 class RolloutType(StrEnum):
     """Which release state machine is running (the tag of :class:`RolloutState`)."""
 
     ROLLING = "Rolling"  # bring the new version up in full, then move all traffic at once
+    CANARY = "Canary"  # shift traffic to the new version step by step, with analysis
+    BLUE_GREEN = "BlueGreen"  # new version in full behind a preview Service, then switch
 
 
 class Rolling(_Status):
@@ -102,14 +110,88 @@ class Rolling(_Status):
     startedAt: str | None = Field(default=None, description="When the switch started.")
 
 
+class ReleaseState(StrEnum):
+    """Where a canary or blue-green release stands."""
+
+    STARTING = "Starting"  # the new version's pods come up; it has no traffic
+    STEPPING = "Stepping"  # holding a step's weight while analysis runs
+    PAUSED = "Paused"  # waiting for a human (a step with an empty pause, or a pause request)
+    PROMOTING = "Promoting"  # all traffic moves to the new version; it becomes stable next
+    ROLLING_BACK = "RollingBack"  # traffic returns to the stable version, then it scales down
+    ABORTED = "Aborted"  # rolled back; not deployed again while the selector points at it
+    SWITCHED = "Switched"  # blue-green: traffic switched; the old version stays up a while
+
+
+class MeasurementStatus(_Status):
+    """The last measurement of one metric."""
+
+    metric: str = Field(description="Metric name from spec.rollout.analysis.metrics.")
+    verdict: Verdict = Field(description="Successful, Failed, Inconclusive or Error.")
+    value: float | None = Field(default=None, description="The new version's value.")
+    stableValue: float | None = Field(default=None, description=(
+        "The stable version's value (relative thresholds only)."))
+    threshold: str = Field(default="", description="What the value was held against.")
+    message: str = Field(default="", description="The verdict in words.")
+    query: str = Field(default="", description="The PromQL that was run.")
+    at: str | None = Field(default=None, description="When it was measured.")
+
+
+class AnalysisStatus(_Status):
+    """Analysis counters of the release in flight (Argo Rollouts' limits apply to them)."""
+
+    successful: int = Field(default=0, description="Successful measurements.")
+    failed: int = Field(default=0, description="Failed measurements.")
+    inconclusive: int = Field(default=0, description="Inconclusive measurements.")
+    consecutiveErrors: int = Field(default=0, description="Errors since the last success.")
+    nextAt: str | None = Field(default=None, description="When the next measurement is due.")
+    stepSuccesses: int = Field(default=0, description=(
+        "Successful measurements at the current step (a step with analysis needs one)."))
+    measurements: list[MeasurementStatus] = Field(default_factory=list, description=(
+        "The last measurement of each metric."))
+
+
+class Release(_Status):
+    """A canary or blue-green release. Every time is absolute, so a restarted operator waits
+    out only what is left of a pause."""
+
+    version: str = Field(description="The version being released.")
+    state: ReleaseState = Field(description=(
+        "Starting, Stepping, Paused, Promoting, RollingBack, Aborted or Switched."))
+    step: int = Field(default=0, description="Index of the current canary step.")
+    weight: int = Field(default=0, description=(
+        "Percent of traffic the new version has, read back from the live route."))
+    startedAt: str | None = Field(default=None, description="When the release started.")
+    stepStartedAt: str | None = Field(default=None, description=(
+        "When the current step's weight was confirmed on the route."))
+    stepEndsAt: str | None = Field(default=None, description=(
+        "When the current step's pause ends (absent: no timed pause)."))
+    pausedBy: str | None = Field(default=None, description=(
+        "Why it is paused: Step (an empty pause), Request (a pause request) or "
+        "Inconclusive (analysis could not judge)."))
+    switchedAt: str | None = Field(default=None, description=(
+        "Blue-green: when traffic switched (the old version scales down scaleDownDelay later)."))
+    previousVersion: str | None = Field(default=None, description=(
+        "Blue-green: the version that served before the switch, kept up until scaleDownDelay "
+        "has passed."))
+    reason: str | None = Field(default=None, description=(
+        "Why it rolled back: AnalysisFailed, AnalysisInconclusive, AnalysisErrors, "
+        "ProgressDeadlineExceeded or Aborted (a request)."))
+    message: str | None = Field(default=None, description="The rollback in words.")
+    analysis: AnalysisStatus | None = Field(default=None, description=(
+        "Analysis counters and the last measurement of each metric."))
+
+
 class RolloutState(_Status):
     """Where a release stands, as a tagged union in the Kubernetes style (like a Deployment's
     ``strategy: {type: RollingUpdate, rollingUpdate: {...}}``): ``type`` names the state
-    machine and exactly the member of that name is set. Canary and blue-green releases add
-    their own members; a reader that meets a ``type`` it does not know refuses it."""
+    machine and exactly the member of that name is set. A reader that meets a ``type`` it
+    does not know refuses it."""
 
-    type: RolloutType = Field(description="Rolling (canary and blueGreen arrive later).")
+    type: RolloutType = Field(description="Rolling, Canary or BlueGreen.")
     rolling: Rolling | None = Field(default=None, description="State of a Rolling release.")
+    canary: Release | None = Field(default=None, description="State of a Canary release.")
+    blueGreen: Release | None = Field(default=None, description=(
+        "State of a BlueGreen release."))
 
     @model_validator(mode="after")
     def _member_matches_type(self) -> Self:
@@ -118,6 +200,20 @@ class RolloutState(_Status):
                                              if t is not self.type):
             raise ValueError(f"rollout type {self.type.value} needs exactly its own member")
         return self
+
+    @property
+    def release(self) -> Release | None:
+        """The canary or blue-green member, whichever is set."""
+        return self.canary or self.blueGreen
+
+
+class Request(_Status):
+    """The last manual request handled (from the modeldeploy.io/request annotation)."""
+
+    value: str = Field(description="The annotation's value, e.g. promote or retry:2.")
+    action: str = Field(description="promote, abort, retry, pause or resume.")
+    result: str = Field(default="", description="What it did, or why it did nothing.")
+    at: str | None = Field(default=None, description="When it was handled.")
 
 
 class Resolved(VersionInfo):
@@ -149,4 +245,6 @@ class ModelDeploymentStatus(_Status):
         "Ready, Progressing, Degraded, RegistryReachable, Reconciling and Stalled."))
     history: list[HistoryEntry] = Field(default_factory=list, description=(
         f"The last {HISTORY_LIMIT} version transitions, newest first."))
+    lastRequest: Request | None = Field(default=None, description=(
+        "The last modeldeploy.io/request annotation handled (each value is handled once)."))
     message: str | None = Field(default=None, description="One line about the current state.")

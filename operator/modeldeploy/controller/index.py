@@ -31,12 +31,23 @@ def _owns_replicas(meta: dict[str, Any]) -> bool:
     return False
 
 
-def _backends(body: dict[str, Any]) -> tuple[tuple[str, int], ...]:
-    rules = (body.get("spec") or {}).get("rules") or []
-    default = next((r for r in reversed(rules) if not r.get("matches")), rules[-1] if rules
-                   else {})
+def _default_rule(rules: list[dict[str, Any]], match_key: str) -> dict[str, Any]:
+    """The rule all other traffic takes: the last one without matches, else the first."""
+    return next((r for r in reversed(rules) if not r.get(match_key)),
+                rules[0] if rules else {})
+
+
+def _backends(kind: str, body: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """(backend Service name, weight) of a route's default rule, as the object says."""
+    spec = body.get("spec") or {}
+    if kind == "VirtualService":
+        route = _default_rule(spec.get("http") or [], "match").get("route") or []
+        default = 100 if len(route) == 1 else 0
+        return tuple((str((d.get("destination") or {}).get("host", "")).split(".")[0],
+                      int(d.get("weight", default))) for d in route)
+    rule = _default_rule(spec.get("rules") or [], "matches")
     return tuple((str(b.get("name")), int(b.get("weight", 1)))
-                 for b in default.get("backendRefs") or [])
+                 for b in rule.get("backendRefs") or [])
 
 
 def child_of(kind: str, body: dict[str, Any]) -> Child:
@@ -47,8 +58,8 @@ def child_of(kind: str, body: dict[str, Any]) -> Child:
         "kind": kind, "name": meta["name"], "version": labels.get(render.LABEL_VERSION),
         "hash": annotations.get(render.ANNOTATION_HASH), "uid": meta.get("uid"),
         "fingerprint": render.fingerprint(kind, body)}
-    if kind == "HTTPRoute":
-        return Child(**base, backends=_backends(body))
+    if kind in ("HTTPRoute", "VirtualService"):
+        return Child(**base, backends=_backends(kind, body))
     if kind != "Deployment":
         return Child(**base)
     spec, status = body.get("spec") or {}, body.get("status") or {}

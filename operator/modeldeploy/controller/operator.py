@@ -50,7 +50,7 @@ CHILD_RESOURCES = {
 }
 #: Children whose CRDs may be missing or deleted at any time, watched by KindWatch (a 404
 #: stops a Kopf watcher and the whole operator with it).
-OPTIONAL_CHILD_KINDS = ("HTTPRoute",)
+OPTIONAL_CHILD_KINDS = ("HTTPRoute", "VirtualService")
 CHILD_KINDS = (*CHILD_RESOURCES, *OPTIONAL_CHILD_KINDS)
 MANAGED_SELECTOR = f"{render.LABEL_MANAGED}={render.MANAGED_BY}"
 

@@ -36,6 +36,8 @@ LABEL_NAME = f"{GROUP}/name"  # the ModelDeployment's name
 LABEL_VERSION = f"{GROUP}/version"  # the model version a child serves
 LABEL_MODEL = f"{GROUP}/model"  # registered model name (label-safe form)
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
+LABEL_ROUTER = f"{GROUP}/router"  # on the entry Service of the replicas router
+LABEL_PREVIEW = f"{GROUP}/preview"  # on a blue-green preview Service
 ANNOTATION_HASH = f"{GROUP}/hash"
 ANNOTATION_MODEL = f"{GROUP}/model-name"  # the exact registered model name
 
@@ -79,7 +81,7 @@ def label_value(text: str) -> str:
     return f"{safe[:54].rstrip('-_.')}-{digest}".lstrip("-_.")
 
 
-def child_name(owner: str, version: str | None = None) -> str:
+def child_name(owner: str, version: str | None = None, *, role: str | None = None) -> str:
     """``owner`` or ``owner-vV`` as a DNS-1035 label (what a Service name must be: <= 63
     chars, lowercase alphanumerics and '-', starting with a letter).
 
@@ -88,7 +90,7 @@ def child_name(owner: str, version: str | None = None) -> str:
     prefix, the rest is shortened) and then carries a digest of the original name, so two
     ModelDeployments never derive the same base. A valid short name is used as it is.
     """
-    suffix = f"-v{version}" if version is not None else ""
+    suffix = f"-v{version}" if version is not None else (f"-{role}" if role else "")
     base = owner.replace(".", "-")
     if not base[:1].isalpha():
         base = "m" + base
@@ -305,6 +307,25 @@ def render_stable_service(owner: Owner, spec: ModelDeploymentSpec,
     return _service(owner, spec, child_name(owner.name), None, stable_version)
 
 
+def render_shared_service(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """The entry point of the replicas router: every version's pods, so traffic follows the
+    Ready replicas of each."""
+    svc = _service(owner, spec, child_name(owner.name), None, "")
+    svc["spec"]["selector"] = {LABEL_NAME: label_value(owner.name)}
+    svc["metadata"]["labels"][LABEL_ROUTER] = "replicas"
+    svc["metadata"]["annotations"].pop(ANNOTATION_HASH, None)
+    return finish(svc)
+
+
+def render_preview_service(owner: Owner, spec: ModelDeploymentSpec,
+                           version: str) -> dict[str, Any]:
+    """Blue-green: the new version alone, before the switch (``<name>-preview``)."""
+    svc = _service(owner, spec, child_name(owner.name, role="preview"), None, version)
+    svc["metadata"]["labels"][LABEL_PREVIEW] = "true"
+    svc["metadata"]["annotations"].pop(ANNOTATION_HASH, None)
+    return finish(svc)
+
+
 def render_hpa(owner: Owner, spec: ModelDeploymentSpec, version: str) -> dict[str, Any] | None:
     auto = spec.serving.autoscaling
     if auto is None:
@@ -376,6 +397,10 @@ def _view(kind: str, obj: dict[str, Any]) -> Any:
                 spec.get("hostnames") or [],
                 [[[b.get("name"), b.get("port"), b.get("weight", 1)]
                   for b in r.get("backendRefs") or []] for r in spec.get("rules") or []]]
+    if kind == "VirtualService":
+        return [spec.get("hosts") or [], spec.get("gateways") or [],
+                [[[(d.get("destination") or {}).get("host"), d.get("weight")]
+                  for d in r.get("route") or []] for r in spec.get("http") or []]]
     return None
 
 

@@ -15,6 +15,7 @@ Conditions written (``Reconciling`` and ``Stalled`` are the pair kstatus reads):
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import (
@@ -25,6 +26,8 @@ from modeldeploy.api.status import (
     HistoryEntry,
     ModelDeploymentStatus,
     Phase,
+    ReleaseState,
+    Request,
     Resolved,
     RolloutState,
     Stable,
@@ -45,9 +48,6 @@ from modeldeploy.core.world import (
 _STALL_LATER = {"CredentialsUnavailable", "RegistryUnauthorized"}
 #: Registry answers that need a human at once.
 _STALL_NOW = {"InvalidSpec"}
-#: Said while spec.rollout is validated but not acted on yet.
-ROLLOUT_NOT_YET = ("spec.rollout is not acted on yet: a new version replaces the old one in a "
-                   "rolling switch (canary steps and analysis arrive in a later release)")
 MESSAGE_LIMIT = 1024
 
 
@@ -86,10 +86,12 @@ class _Conditions:
 
 def status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
            stable: Stable | None, canary: Canary | None, rollout: RolloutState | None,
-           history: list[HistoryEntry], note: str | None) -> ModelDeploymentStatus:
+           history: list[HistoryEntry], note: str | None, last_request: Request | None = None,
+           traffic: str | None = None) -> ModelDeploymentStatus:
     res, failure = obs.registry, obs.apply_failure
     conds = _Conditions(obs, now)
     _registry_condition(conds, res)
+    view = _release_view(rollout, spec, stable, traffic)
 
     canary_dep = obs.deployment(canary.version) if canary else None
     stable_dep = obs.deployment(stable.version) if stable else None
@@ -99,6 +101,8 @@ def status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
     if failure is not None:
         conds.set(ConditionType.DEGRADED, True, failure.reason,
                   _keeps_serving(f"{failure.kind} {failure.name}: {failure.message}", stable))
+    elif view is not None and view.degraded is not None:
+        conds.set(ConditionType.DEGRADED, True, *view.degraded)
     elif res.outcome is RegistryOutcome.NOT_FOUND:
         conds.set(ConditionType.DEGRADED, True, res.reason, _keeps_serving(res.message, stable))
     elif stable is not None and state == "down":
@@ -112,7 +116,9 @@ def status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
         conds.set(ConditionType.DEGRADED, False, "AsExpected", "")
 
     progressing: tuple[str, str] | None = None
-    if canary is not None:
+    if view is not None and view.progressing is not None:
+        progressing = view.progressing
+    elif canary is not None:
         progressing = ("NewVersion",
                        f"bringing up version {canary.version}: {_replicas(canary_dep)} ready")
     elif stable is not None and state == "partial":
@@ -122,7 +128,7 @@ def status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
     else:
         conds.set(ConditionType.PROGRESSING, False, "Idle" if stable else "NoVersion", "")
 
-    notes = "".join(f"; {n}" for n in (note, ROLLOUT_NOT_YET if spec.rollout else None) if n)
+    notes = "".join(f"; {n}" for n in (note, _not_yet(spec)) if n)
     if res.outcome is RegistryOutcome.NOT_FOUND:
         conds.set(ConditionType.READY, False, res.reason, _keeps_serving(res.message, stable))
     elif stable is not None and state != "down":
@@ -138,19 +144,83 @@ def status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
 
     stalled = _stalled(obs, now, stuck=stuck or (stable_dep is not None and
                                                  stable_dep.deadline_exceeded))
+    if stalled is None and view is not None:
+        stalled = view.stalled
     _kstatus_conditions(conds, stalled, progressing=progressing, stable=stable, state=state,
                         res=res)
 
     phase = _phase(obs, stable=stable, canary=canary, state=state, stuck=stuck)
+    failure_text = (f"{failure.kind} {failure.name}: {failure.reason}" if failure else None)
+    message = _message(phase, stable, canary, res.message, failure_text=failure_text)
+    if view is not None and failure is None and res.outcome is not RegistryOutcome.NOT_FOUND:
+        phase = view.phase if stable is None or state != "down" else phase
+        message = view.message
     return ModelDeploymentStatus(
         phase=phase, observedGeneration=obs.generation, selector=selector_text(spec),
         stable=stable, canary=canary, rollout=rollout,
         resolved=_resolved(obs.status.resolved, res.version, res.at),
         conditions=conds.ordered(), history=history[:HISTORY_LIMIT],
-        message=_message(phase, stable, canary, res.message, failure_text=(
-            f"{obs.apply_failure.kind} {obs.apply_failure.name}: {obs.apply_failure.reason}"
-            if obs.apply_failure else None))[:MESSAGE_LIMIT],
+        lastRequest=last_request, message=message[:MESSAGE_LIMIT],
     )
+
+
+@dataclass(frozen=True)
+class _ReleaseView:
+    """How a canary or blue-green release reads in conditions, phase and message."""
+
+    phase: Phase
+    message: str
+    progressing: tuple[str, str] | None = None
+    degraded: tuple[str, str] | None = None
+    stalled: tuple[str, str] | None = None
+
+
+def _release_view(rollout: RolloutState | None, spec: ModelDeploymentSpec,
+                  stable: Stable | None, traffic: str | None) -> _ReleaseView | None:
+    rel = rollout.release if rollout is not None else None
+    if rel is None or spec.rollout is None:
+        return None
+    v, live = rel.version, f" ({traffic})" if traffic else ""
+    steps = spec.rollout.steps or []
+    where = (f"step {min(rel.step, len(steps) - 1) + 1}/{len(steps)}, " if steps
+             and rollout is not None and rollout.type.value == "Canary" else "")
+    if rel.state is ReleaseState.ABORTED:
+        why = f"version {v} was rolled back ({rel.reason}): {rel.message or ''}"
+        text = _keeps_serving(why, stable)
+        return _ReleaseView(Phase.DEGRADED, text, degraded=(rel.reason or "RolledBack", text),
+                            stalled=(rel.reason or "RolledBack", text + "; it is released "
+                                     "again on a retry request or when the selector moves"))
+    if rel.state is ReleaseState.ROLLING_BACK:
+        text = _keeps_serving(f"rolling back version {v} ({rel.reason}): weight "
+                              f"{rel.weight}%{live}", stable)
+        return _ReleaseView(Phase.ROLLING_BACK, text, progressing=("RollingBack", text),
+                            degraded=(rel.reason or "RollingBack", text))
+    if rel.state is ReleaseState.SWITCHED:
+        text = (f"switched to version {v}; version {rel.previousVersion} stays up until "
+                f"{spec.rollout.blueGreen.scaleDownDelay if spec.rollout.blueGreen else '30s'}"
+                " after the switch")
+        return _ReleaseView(Phase.STABLE, text)
+    if rel.state is ReleaseState.PAUSED:
+        text = (f"paused ({rel.pausedBy}) at {where}version {v} at {rel.weight}%{live}; "
+                "resume or promote to go on")
+        return _ReleaseView(Phase.PAUSED, text, progressing=("Paused", text))
+    if rel.state is ReleaseState.STARTING:
+        text = f"bringing up version {v} (no traffic yet)"
+    elif rel.state is ReleaseState.PROMOTING:
+        text = f"promoting version {v}: {rel.weight}%{live}"
+    else:
+        text = f"{where}version {v} at {rel.weight}%{live}"
+    return _ReleaseView(Phase.PROGRESSING, _keeps_serving(text, stable) if stable else text,
+                        progressing=(rel.state.value, text))
+
+
+def _not_yet(spec: ModelDeploymentSpec) -> str | None:
+    """Said while a spec section is validated but not acted on yet."""
+    rollout = spec.rollout
+    if rollout is not None and rollout.strategy.value in ("abTest", "shadow"):
+        return (f"spec.rollout.strategy {rollout.strategy.value} is not acted on yet: a new "
+                "version replaces the old one in a rolling switch")
+    return None
 
 
 def _registry_condition(conds: _Conditions, res: Resolution) -> None:

@@ -2,17 +2,22 @@
 
 No kopf, kubernetes, mlflow or network here. One call advances at most one transition; the
 caller applies the plan and calls again when the world changes (or ``plan.wake_at`` passes).
+When the plan asks for measurements, the caller takes them and calls again with the answers
+in ``Observed.measurements``; that second plan is the one applied.
 
-Today's release is a rolling switch (``status.rollout.type: Rolling``):
+Without ``spec.rollout`` (or for the very first version) a release is a rolling switch
+(``status.rollout.type: Rolling``):
 
 1. the registry resolves a version that is not the stable one → it becomes ``status.canary``
-   with a Rolling rollout state, and its Deployment/Service are applied next to the stable
-   ones (phase Progressing, or Pending for the very first version);
+   and its Deployment/Service are applied next to the stable ones;
 2. once every desired replica of it is Ready with the current spec, one plan moves traffic to
-   it (the entry Service's selector and the router's split) and names it stable (history:
-   Promoted / Replaced); the next plan deletes the old version's children, so the stored
-   status never names a version that is already gone;
+   it and names it stable (history: Promoted / Replaced); the next plan deletes the old
+   version's children, so the stored status never names a version that is already gone;
 3. if the tracked version moves again mid-switch, the in-flight version is abandoned.
+
+With ``strategy: canary`` or ``blueGreen`` the release is the state machine of
+:mod:`modeldeploy.core.release` (steps, analysis, rollback, requests); the routers of
+:mod:`modeldeploy.routing` turn its weights into route objects and read them back.
 
 Faults never remove what serves: with an invalid spec, an unknown model, an unreachable
 registry or a child the apiserver refuses, the plan keeps the stable version's children as
@@ -22,26 +27,28 @@ they are, and nothing is deleted unless a Ready stable version exists.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from typing import Any
 
-from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
 from modeldeploy.api.status import (
     Canary,
     HistoryEntry,
     ModelDeploymentStatus,
     Outcome,
+    ReleaseState,
     Rolling,
     RolloutState,
     RolloutType,
     Stable,
     VersionInfo,
 )
-from modeldeploy.core import render, report
+from modeldeploy.core import durations, release, render, report, templates
 from modeldeploy.core.conditions import timestamp
+from modeldeploy.core.release import Working
 from modeldeploy.core.world import (
     ChildRef,
     Event,
+    MeasurementRequest,
     Observed,
     Plan,
     RegistryOutcome,
@@ -59,111 +66,222 @@ PROMOTED_REQUEUE = 1.0
 selector_text = report.selector_text
 
 
-@dataclass
-class _Release:
-    """The version state machine's working copy during one decide()."""
-
-    stable: Stable | None
-    canary: Canary | None
-    rollout: RolloutState | None
-    history: list[HistoryEntry] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    promoted: bool = False
-
-
 def decide(obs: Observed, now: dt.datetime) -> Plan:
     if obs.spec is None:
         return report.invalid_spec_plan(obs, now)
     spec = obs.spec
     ts = timestamp(now)
     st = obs.status
-    rel = _Release(stable=st.stable, canary=st.canary,
-                   rollout=_rollout_of(st) if st.canary else None, history=list(st.history))
+    w = Working(stable=st.stable, canary=st.canary, rollout=_rollout_of(st),
+                history=list(st.history), last_request=st.lastRequest)
     router, note = router_for(spec)
     owner = render.Owner(obs.name, obs.namespace, obs.uid)
 
+    if w.release is not None and not release.progressive(spec.rollout):
+        # spec.rollout was removed (or changed strategy) mid-release: finish as a rolling
+        # switch; a rejection is forgotten.
+        w.rollout = _rolling(w.canary.version, ts) if w.canary is not None else None
+    elif w.release is not None and spec.rollout is not None and w.rollout is not None and \
+            (w.rollout.type is RolloutType.CANARY) != (spec.rollout.strategy is Strategy.CANARY):
+        w.rollout = _restart(w, spec, ts)
+
     res = obs.registry
-    if res.outcome is RegistryOutcome.OK and res.version is not None:
-        _follow(rel, spec, res.version, ts)
+    desired_version = res.version if res.outcome is RegistryOutcome.OK else None
+    if desired_version is not None:
+        _follow(w, spec, desired_version, ts)
 
-    # Promote a canary whose every desired replica is Ready: this plan moves traffic and
-    # records the new stable version; the old version's children go in the *next* plan,
-    # once that status is stored. A refused apply holds everything where it is.
-    desired = _children(obs, spec, owner, router, rel)
-    if rel.canary is not None and obs.apply_failure is None and \
-            _serving(obs, spec, rel.canary.version, desired):
-        _promote(rel, ts)
-        desired = _children(obs, spec, owner, router, rel)
+    new_request = obs.request is not None and obs.request != (
+        st.lastRequest.value if st.lastRequest else None)
+    if w.release is not None or new_request:
+        release.advance(w, _facts(obs, spec, owner, router, w, now, desired_version))
+        if desired_version is not None:
+            _follow(w, spec, desired_version, ts)  # a retry starts the version again
+    elif w.canary is not None and obs.apply_failure is None and \
+            _serving(obs, spec, w.canary.version, _children(obs, spec, owner, router, w)):
+        # A rolling switch: promote once every desired replica is Ready. This plan moves
+        # traffic and records the new stable version; the old version's children go in the
+        # *next* plan, once that status is stored. A refused apply holds everything.
+        release.promote(w, ts)
 
+    desired = _children(obs, spec, owner, router, w)
     failed = obs.apply_failure is not None
     apply = () if failed else tuple(m for m in desired if not _up_to_date(obs, m))
-    delete = () if failed or rel.promoted else _deletions(obs, spec, rel.stable, desired)
-    split = _split(rel)
-    next_status = report.status(obs, spec, now, stable=rel.stable, canary=rel.canary,
-                                rollout=rel.rollout, history=rel.history, note=note)
-    events = rel.events + report.transition_events(st.conditions, next_status.conditions)
+    delete = () if failed or w.promoted else _deletions(obs, spec, w, desired)
+    live = router.live_split(owner, obs.children)
+    if w.canary is not None:
+        weight = live.weight(w.canary.version) if live is not None else 0
+        w.canary = w.canary.model_copy(update={"weight": weight, "step": _step_text(spec, w)})
+        if w.release is not None and w.release.weight != weight:
+            w.set_release(w.release.model_copy(update={"weight": weight}))
+    next_status = report.status(obs, spec, now, stable=w.stable, canary=w.canary,
+                                rollout=w.rollout, history=w.history, note=note,
+                                last_request=w.last_request,
+                                traffic=router.describe(live) if live is not None else None)
+    events = w.events + report.transition_events(st.conditions, next_status.conditions)
     return Plan(status=next_status, apply=apply, delete=delete,
-                traffic=split,
-                events=tuple(events), wake_at=_wake_at(obs, spec, rel, now))
+                traffic=_split(spec, w, router, obs), measure=tuple(w.measure),
+                events=tuple(events), wake_at=_wake_at(obs, spec, w, now))
 
 
 # --- the version state machine's pieces ----------------------------------------------------
 
 
 def _rollout_of(st: ModelDeploymentStatus) -> RolloutState | None:
-    """The stored rollout state; one written before rollout states existed (a canary with no
-    rollout) is read as a Rolling switch of that canary."""
+    """The stored rollout state. A canary with no (or another version's) rollout state was
+    written before rollout states existed: it reads as a Rolling switch of that canary. An
+    Aborted or Switched release outlives its canary."""
+    if st.rollout is not None:
+        member = st.rollout.release
+        if member is not None and st.canary is None and member.state in (
+                ReleaseState.ABORTED, ReleaseState.SWITCHED):
+            return st.rollout
+        if st.canary is not None and (
+                (member is not None and member.version == st.canary.version) or
+                (st.rollout.rolling is not None and
+                 st.rollout.rolling.version == st.canary.version)):
+            return st.rollout
     if st.canary is None:
         return None
-    if st.rollout is not None and st.rollout.rolling is not None and \
-            st.rollout.rolling.version == st.canary.version:
-        return st.rollout
     return _rolling(st.canary.version, None)
+
+
+def _restart(w: Working, spec: ModelDeploymentSpec, ts: str) -> RolloutState | None:
+    """The strategy changed mid-release: the new version starts over under the new one."""
+    if w.canary is None or spec.rollout is None:
+        return None
+    release.start(w, spec.rollout, version=w.canary.version, ts=ts)
+    return w.rollout
+
+
+def _step_text(spec: ModelDeploymentSpec, w: Working) -> str | None:
+    rel, steps = w.release, (spec.rollout.steps or []) if spec.rollout else []
+    if rel is None or not steps or w.rollout is None or w.rollout.type is not RolloutType.CANARY \
+            or rel.state not in (ReleaseState.STEPPING, ReleaseState.PAUSED):
+        return None
+    return f"{min(rel.step, len(steps) - 1) + 1}/{len(steps)}"
 
 
 def _rolling(version: str, ts: str | None) -> RolloutState:
     return RolloutState(type=RolloutType.ROLLING, rolling=Rolling(version=version, startedAt=ts))
 
 
-def _follow(rel: _Release, spec: ModelDeploymentSpec, desired: ResolvedVersion,
+def _follow(w: Working, spec: ModelDeploymentSpec, desired: ResolvedVersion,
             ts: str) -> None:
-    """Follow the registry's answer: update in place, abandon, or start bringing up."""
-    if rel.stable is not None and rel.stable.version == desired.version and \
-            not _same(rel.stable, desired):
+    """Follow the registry's answer: update in place, abandon, or start a release."""
+    if w.stable is not None and w.stable.version == desired.version and \
+            not _same(w.stable, desired):
         # Same number, different model (spec renamed it, or moved registries): children
         # are named by number, so the stable Deployment rolls in place (maxUnavailable 0).
-        rel.events.append(Event("Normal", "ModelChanged",
-                                f"version {desired.version} now means {desired.model_uri}"
-                                + (f" (run {desired.run_id})" if desired.run_id else "")
-                                + "; updating in place"))
-        rel.stable = Stable(**_fields(desired), since=ts)
-    if rel.canary is not None and not _same(rel.canary, desired):
-        rel.history.insert(0, HistoryEntry(version=rel.canary.version,
-                                           outcome=Outcome.ABANDONED,
-                                           reason=f"tracked version moved to {desired.version}",
-                                           at=ts))
-        rel.events.append(Event("Normal", "Abandoned",
-                                f"version {rel.canary.version} abandoned before promotion: "
-                                f"{selector_text(spec)} now resolves to {desired.version}"))
-        rel.canary, rel.rollout = None, None
-    if rel.canary is None and (rel.stable is None or rel.stable.version != desired.version):
-        rel.canary = Canary(**_fields(desired), weight=0)
-        rel.rollout = _rolling(desired.version, ts)
-        rel.events.append(Event("Normal", "NewVersion",
-                                report.new_version_message(spec, desired, rel.stable)))
+        w.events.append(Event("Normal", "ModelChanged",
+                              f"version {desired.version} now means {desired.model_uri}"
+                              + (f" (run {desired.run_id})" if desired.run_id else "")
+                              + "; updating in place"))
+        w.stable = Stable(**_fields(desired), since=ts)
+    current = w.release
+    if current is not None and current.state is ReleaseState.ABORTED and w.canary is None:
+        if current.version == desired.version:
+            return  # rejected: not released again while the selector points at it
+        w.rollout = None  # the selector moved on: the rejection is forgotten
+    if w.canary is not None and not _same(w.canary, desired):
+        back = w.stable is not None and w.stable.version == desired.version
+        w.history.insert(0, HistoryEntry(version=w.canary.version, outcome=Outcome.ABANDONED,
+                                         reason=f"tracked version moved to {desired.version}",
+                                         at=ts))
+        w.events.append(Event("Normal", "Abandoned",
+                              f"version {w.canary.version} abandoned before promotion: "
+                              f"{selector_text(spec)} now resolves to {desired.version}"
+                              + ("; the stable version keeps all traffic" if back else "")))
+        w.canary, w.rollout = None, None
+    if w.canary is None and (w.stable is None or w.stable.version != desired.version):
+        w.canary = Canary(**_fields(desired), weight=0)
+        if w.stable is not None and release.progressive(spec.rollout):
+            assert spec.rollout is not None
+            release.start(w, spec.rollout, version=desired.version, ts=ts)
+        else:
+            w.rollout = _rolling(desired.version, ts)
+        w.events.append(Event("Normal", "NewVersion",
+                              report.new_version_message(spec, desired, w.stable)))
 
 
-def _promote(rel: _Release, ts: str) -> None:
-    canary = rel.canary
-    assert canary is not None
-    if rel.stable is not None:
-        rel.history.insert(0, HistoryEntry(version=rel.stable.version, outcome=Outcome.REPLACED,
-                                           reason=f"replaced by version {canary.version}",
-                                           at=ts))
-    rel.history.insert(0, HistoryEntry(version=canary.version, outcome=Outcome.PROMOTED, at=ts))
-    rel.events.append(Event("Normal", "Promoted", report.promoted_message(canary, rel.stable)))
-    rel.stable = Stable(**_info(canary), since=ts)
-    rel.canary, rel.rollout, rel.promoted = None, None, True
+def _facts(obs: Observed, spec: ModelDeploymentSpec, owner: render.Owner, router: Router,
+           w: Working, now: dt.datetime,
+           desired: ResolvedVersion | None) -> release.Facts:
+    candidate = w.canary.version if w.canary is not None else None
+    stable = w.stable.version if w.stable is not None else None
+    ready = stuck = False
+    if candidate is not None:
+        dep = obs.deployment(candidate)
+        ready = dep is not None and dep.ready_for(_candidate_target(spec, router, w)) and \
+            _candidate_current(obs, spec, owner, router, w)
+        stuck = dep is not None and dep.deadline_exceeded
+
+    def in_place(weight: int) -> bool:
+        if candidate is None or stable is None:
+            return True
+        wanted = Split.of({stable: 100 - weight, candidate: weight})
+        return router.in_place(owner, obs.children, wanted, stable=stable)
+
+    return release.Facts(
+        rollout_spec=spec.rollout, now=now, candidate_ready=ready,
+        candidate_stuck=stuck, in_place=in_place,
+        resolved_version=desired.version if desired else None, request=obs.request,
+        measurements=obs.measurements, requests=_measurement_requests(obs, spec, w))
+
+
+def _measurement_requests(obs: Observed, spec: ModelDeploymentSpec,
+                          w: Working) -> tuple[MeasurementRequest, ...]:
+    """Every analysis metric's queries for the new version (and the stable one, for a
+    relative threshold), rendered for this object."""
+    rollout = spec.rollout
+    if rollout is None or rollout.analysis is None or w.canary is None:
+        return ()
+    analysis = rollout.analysis
+    interval = templates.prometheus_duration(durations.parse(analysis.interval))
+    variables = templates.measurement_variables(
+        namespace=obs.namespace, name=render.label_value(obs.name),
+        model=render.label_value(spec.model.name), version=w.canary.version,
+        stable_version=w.stable.version if w.stable else None, interval=interval)
+    out = []
+    for metric in analysis.metrics:
+        template = templates.TEMPLATES.get(metric.template) if metric.template else None
+        query = template.query if template is not None else (metric.query or "")
+        requests = template.requests if template is not None else None
+        try:
+            rendered = templates.render_metric(
+                query=query, requests=requests if analysis.minRequests else None,
+                variables=variables, relative=metric.maxIncrease is not None)
+        except ValueError as exc:  # e.g. {{ stableVersion }} without a stable version
+            rendered = templates.RenderedMetric(candidate=f"# {exc}", stable=None,
+                                                requests=None)
+        out.append(MeasurementRequest(metric=metric.name, query=rendered.candidate,
+                                      stable_query=rendered.stable,
+                                      requests_query=rendered.requests))
+    return tuple(out)
+
+
+def _candidate_target(spec: ModelDeploymentSpec, router: Router, w: Working) -> int:
+    """Replicas the new version runs now: its full count, or (replicas router) the count
+    that gives it the current step's weight next to the stable version."""
+    full = render.desired_replicas(spec)
+    rel, rollout = w.release, spec.rollout
+    if rel is None or rollout is None or w.canary is None:
+        return full
+    weight = release.wanted_weight(rollout, rel, candidate_ready=True)
+    if rel.state is ReleaseState.STARTING and rollout.steps:
+        weight = rollout.steps[0].weight  # it comes up at the first step's size
+    count = router.candidate_replicas(weight, full)
+    return full if count is None else count
+
+
+def _candidate_current(obs: Observed, spec: ModelDeploymentSpec, owner: render.Owner,
+                       router: Router, w: Working) -> bool:
+    """The new version's Deployment is as rendered now (no change of its own pending)."""
+    assert w.canary is not None
+    version = w.canary.version
+    manifest = next((m for m in _children(obs, spec, owner, router, w)
+                     if m["kind"] == "Deployment"
+                     and m["metadata"]["labels"].get(render.LABEL_VERSION) == version), None)
+    return manifest is not None and _up_to_date(obs, manifest)
 
 
 def _same(known: VersionInfo, v: ResolvedVersion) -> bool:
@@ -181,23 +299,45 @@ def _info(v: VersionInfo) -> dict[str, Any]:
     return v.model_dump(include=set(VersionInfo.model_fields))
 
 
-def _split(rel: _Release) -> Split:
-    """Where traffic goes: a rolling switch sends everything to the stable version until the
-    promotion moves it all at once."""
-    return Split.all_to(rel.stable.version) if rel.stable is not None else Split()
+def _split(spec: ModelDeploymentSpec, w: Working, router: Router, obs: Observed) -> Split:
+    """Where traffic goes: everything to the stable version, except while a canary is in
+    flight (its weight; 0 while it starts or rolls back, still listed so the live route
+    shows it)."""
+    if w.stable is None:
+        return Split()
+    rel, rollout = w.release, spec.rollout
+    if w.canary is None or rel is None or rollout is None or \
+            rollout.strategy is not Strategy.CANARY:
+        return Split.all_to(w.stable.version)
+    dep = obs.deployment(w.canary.version)
+    weight = release.wanted_weight(rollout, rel, candidate_ready=dep is not None and
+                                   dep.ready_for(_candidate_target(spec, router, w)))
+    return Split.of({w.stable.version: 100 - weight, w.canary.version: weight})
 
 
 def _children(obs: Observed, spec: ModelDeploymentSpec, owner: render.Owner, router: Router,
-              rel: _Release) -> list[dict[str, Any]]:
+              w: Working) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for v in (rel.stable, rel.canary):
-        if v is not None:
-            served = render.ServedVersion(version=v.version, model_uri=v.modelUri or "",
-                                          registry=obs.target)
-            out += render.render_version(owner, spec, served, default_image=obs.default_image)
-    if rel.stable is not None:
-        out.append(render.render_stable_service(owner, spec, rel.stable.version))
-        out += router.render(owner, spec, _split(rel))
+    for v in (w.stable, w.canary):
+        if v is None:
+            continue
+        served = render.ServedVersion(version=v.version, model_uri=v.modelUri or "",
+                                      registry=obs.target)
+        version_spec = spec
+        if v is w.canary and w.release is not None and spec.serving.autoscaling is None:
+            target = _candidate_target(spec, router, w)
+            if target != spec.serving.replicas:
+                version_spec = spec.model_copy(update={"serving": spec.serving.model_copy(
+                    update={"replicas": target})})
+        out += render.render_version(owner, version_spec, served,
+                                     default_image=obs.default_image)
+    if w.stable is not None:
+        out.append(render.render_shared_service(owner, spec) if router.entry_all_versions
+                   else render.render_stable_service(owner, spec, w.stable.version))
+        out += router.render(owner, spec, _split(spec, w, router, obs))
+    if w.canary is not None and w.rollout is not None and \
+            w.rollout.type is RolloutType.BLUE_GREEN:
+        out.append(render.render_preview_service(owner, spec, w.canary.version))
     return out
 
 
@@ -228,25 +368,28 @@ def _serving(obs: Observed, spec: ModelDeploymentSpec, version: str,
         and dep.ready_for(render.desired_replicas(spec))
 
 
-def _deletions(obs: Observed, spec: ModelDeploymentSpec, stable: Stable | None,
+def _deletions(obs: Observed, spec: ModelDeploymentSpec, w: Working,
                desired: list[dict[str, Any]]) -> tuple[ChildRef, ...]:
-    """Children nobody wants any more, but only once a Ready stable version exists."""
+    """Children nobody wants any more, but only once a Ready stable version exists (and
+    never those of a version the blue-green window keeps up)."""
+    stable = w.stable
     if stable is None or report.health(obs, spec, stable.version) != "available":
         return ()
     keep = {_key(m) for m in desired}
     return tuple(sorted((ChildRef(c.kind, c.name, c.uid) for c in obs.children
-                         if (c.kind, c.name) not in keep), key=lambda r: (r.kind, r.name)))
+                         if (c.kind, c.name) not in keep and c.version not in w.keep),
+                        key=lambda r: (r.kind, r.name)))
 
 
-def _wake_at(obs: Observed, spec: ModelDeploymentSpec, rel: _Release,
+def _wake_at(obs: Observed, spec: ModelDeploymentSpec, w: Working,
              now: dt.datetime) -> dt.datetime | None:
-    if rel.promoted:
+    if w.promoted:
         return now + dt.timedelta(seconds=PROMOTED_REQUEUE)
-    waiting = rel.canary is not None or (
-        rel.stable is not None and report.health(obs, spec, rel.stable.version) != "available")
+    waiting = w.canary is not None or (
+        w.stable is not None and report.health(obs, spec, w.stable.version) != "available")
     stall = report.stall_due(obs, now)
     candidates = [t for t in (now + dt.timedelta(seconds=WAIT_REQUEUE) if waiting else None,
-                              stall) if t is not None]
+                              stall, *w.wake) if t is not None]
     return min(candidates, default=None)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from modeldeploy.api import DEFAULT_MLFLOW_IMAGE
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.core.analysis import QueryResult
 
 
 class RegistryOutcome(StrEnum):
@@ -148,24 +149,23 @@ class ApplyFailure:
 
 
 @dataclass(frozen=True)
-class Measurement:
-    """One analysis measurement (progressive delivery fills these in)."""
+class MeasurementRequest:
+    """The queries of one analysis metric that decide() wants run before its next call."""
 
     metric: str
-    version: str
-    phase: str  # Successful | Failed | Inconclusive | Error
-    value: float | None
-    message: str
-    at: dt.datetime
+    query: str  # the new version's value
+    stable_query: str | None = None  # the stable version's value (relative thresholds)
+    requests_query: str | None = None  # the new version's requests in the window
 
 
 @dataclass(frozen=True)
-class MeasurementRequest:
-    """A measurement decide() wants taken before its next call."""
+class Measurement:
+    """The provider's answers to one MeasurementRequest (errors are answers too)."""
 
     metric: str
-    version: str
-    query: str
+    candidate: QueryResult
+    stable: QueryResult | None = None
+    requests: QueryResult | None = None
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,10 @@ class Observed:
     target: RegistryTarget
     children: tuple[Child, ...] = ()
     default_image: str = DEFAULT_MLFLOW_IMAGE
+    #: Answers to the previous plan's measurement requests (second decide of a reconcile).
     measurements: tuple[Measurement, ...] = ()
+    #: The modeldeploy.io/request annotation (promote, abort, retry, pause, resume).
+    request: str | None = None
     #: Set on the second decide() of a reconcile whose apply step was refused.
     apply_failure: ApplyFailure | None = None
     #: How long a registry "not found" may last before the object counts as Stalled.

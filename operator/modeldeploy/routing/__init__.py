@@ -7,28 +7,32 @@ per-object entry Service (``<name>``, selecting the stable version) exists whate
 
 from __future__ import annotations
 
-from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
 from modeldeploy.api.spec import Router as RouterKind
 from modeldeploy.routing.base import Router
 from modeldeploy.routing.gateway_api import GatewayAPIRouter
+from modeldeploy.routing.istio import IstioRouter
 from modeldeploy.routing.null import NullRouter
-
-#: Said in a condition message while a validated router is not acted on yet.
-NOT_YET = {
-    RouterKind.ISTIO: ("traffic.router istio is not implemented yet: no VirtualService is "
-                       "created; the entry Service carries all traffic"),
-}
+from modeldeploy.routing.replicas import ReplicasRouter
 
 
 def router_for(spec: ModelDeploymentSpec) -> tuple[Router, str | None]:
     """The router for ``spec`` and, when the spec asks for something not acted on yet, a
-    note saying so (shown in a condition message, never silently ignored)."""
+    note saying so (shown in a condition message, never silently ignored).
+
+    Without a mesh (``traffic`` unset or ``router: replicas``) a canary splits by Ready
+    replicas behind one shared Service; any other release switches the entry Service's
+    selector, which is all the null router needs."""
     traffic = spec.traffic
     if traffic is None or traffic.router is RouterKind.REPLICAS:
+        rollout = spec.rollout
+        if rollout is not None and rollout.strategy is Strategy.CANARY:
+            return ReplicasRouter(), None
         return NullRouter(), None
     if traffic.router is RouterKind.GATEWAY_API:
         return GatewayAPIRouter(), None
-    return NullRouter(), NOT_YET[traffic.router]
+    return IstioRouter(), None
 
 
-__all__ = ["GatewayAPIRouter", "NullRouter", "Router", "router_for"]
+__all__ = ["GatewayAPIRouter", "IstioRouter", "NullRouter", "ReplicasRouter", "Router",
+           "router_for"]

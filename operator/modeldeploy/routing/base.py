@@ -13,6 +13,9 @@ class Router(Protocol):
     """Moves traffic between the versions of one ModelDeployment."""
 
     name: str
+    #: The entry Service selects every version's pods (traffic follows Ready replicas)
+    #: instead of the stable version's only.
+    entry_all_versions: bool
 
     def kinds(self) -> tuple[str, ...]:
         """The kinds of object this router creates (watched and garbage-collected by the
@@ -27,10 +30,32 @@ class Router(Protocol):
         ...
 
     def live_split(self, owner: Owner, children: tuple[Child, ...]) -> Split | None:
-        """The split the route objects carry right now, as the watches last saw them; None
-        when there is no route object yet (or the router has none)."""
+        """The split traffic really follows right now, read from the live objects as the
+        watches last saw them (route weights, or Ready replicas); None when there is no
+        route object yet (or the router has none)."""
+        ...
+
+    def candidate_replicas(self, weight: int, stable_replicas: int) -> int | None:
+        """Replicas the new version runs to get ``weight`` percent of the traffic; None when
+        the router sets weights itself (the new version runs its full replica count)."""
+        ...
+
+    def in_place(self, owner: Owner, children: tuple[Child, ...], split: Split, *,
+                 stable: str) -> bool:
+        """Whether ``split`` (``stable`` the version serving before the release) is what the
+        live objects do now: a step's weight is confirmed only then, and status never
+        claims a weight the route does not have."""
         ...
 
     def describe(self, split: Split) -> str:
         """One human-readable line about ``split`` for status messages and events."""
         ...
+
+
+def same_split(live: Split | None, wanted: Split) -> bool:
+    """Equal as weights, where a version with weight 0 may also be absent."""
+    if live is None:
+        return False
+    have = {v: w for v, w in live.weights if w}
+    want = {v: w for v, w in wanted.weights if w}
+    return have == want

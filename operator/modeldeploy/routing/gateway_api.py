@@ -9,6 +9,7 @@ from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.core import render
 from modeldeploy.core.render import Owner
 from modeldeploy.core.world import Child, Split
+from modeldeploy.routing.base import same_split
 
 KIND = "HTTPRoute"
 API_VERSION = "gateway.networking.k8s.io/v1"
@@ -16,6 +17,7 @@ API_VERSION = "gateway.networking.k8s.io/v1"
 
 class GatewayAPIRouter:
     name = "gatewayAPI"
+    entry_all_versions = False
 
     def kinds(self) -> tuple[str, ...]:
         return (KIND,)
@@ -46,6 +48,13 @@ class GatewayAPIRouter:
         # Backends are version Services; a name we did not render reads as itself.
         versions = {c.name: c.version for c in children if c.kind == "Service" and c.version}
         return Split.of({versions.get(svc) or svc: w for svc, w in route.backends})
+
+    def candidate_replicas(self, weight: int, stable_replicas: int) -> int | None:
+        return None
+
+    def in_place(self, owner: Owner, children: tuple[Child, ...], split: Split, *,
+                 stable: str) -> bool:
+        return same_split(self.live_split(owner, children), split)
 
     def describe(self, split: Split) -> str:
         return "HTTPRoute weights " + (

@@ -15,6 +15,7 @@ from modeldeploy.core.world import Child, Split
 
 class NullRouter:
     name = "none"
+    entry_all_versions = False
 
     def kinds(self) -> tuple[str, ...]:
         return ()
@@ -25,6 +26,13 @@ class NullRouter:
 
     def live_split(self, owner: Owner, children: tuple[Child, ...]) -> Split | None:
         return None
+
+    def candidate_replicas(self, weight: int, stable_replicas: int) -> int | None:
+        return None
+
+    def in_place(self, owner: Owner, children: tuple[Child, ...], split: Split, *,
+                 stable: str) -> bool:
+        return True  # the entry Service's selector is all there is
 
     def describe(self, split: Split) -> str:
         return ", ".join(f"version {v}: {w}%" for v, w in split.weights) or "no traffic"
