@@ -20,10 +20,13 @@ from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.controller.index import child_of
 from modeldeploy.controller.reconciler import parse_status, status_dict
+from modeldeploy.core.analysis import QueryResult
 from modeldeploy.core.rollout import decide
 from modeldeploy.core.world import (
     ApplyFailure,
     Child,
+    Measurement,
+    MeasurementRequest,
     Observed,
     Plan,
     RegistryOutcome,
@@ -71,6 +74,15 @@ class World:
     stored: dict[str, Any] = field(default_factory=dict)  # .status as the apiserver holds it
     status_writes: int = 0
     uids: Any = field(default_factory=lambda: itertools.count(1))
+    #: The modeldeploy.io/request annotation.
+    request: str | None = None
+    #: What the metric provider answers, by metric name (default: an empty vector).
+    answers: dict[str, QueryResult] = field(default_factory=dict)
+    stable_answers: dict[str, QueryResult] = field(default_factory=dict)
+    requests_answer: QueryResult = field(default_factory=lambda: QueryResult(value=100.0,
+                                                                             series=1))
+    #: Every measurement request the operator made.
+    measured: list[MeasurementRequest] = field(default_factory=list)
 
     def observed(self) -> Observed:
         spec = None if self.spec_error else ModelDeploymentSpec.model_validate(self.spec)
@@ -85,12 +97,23 @@ class World:
             spec=spec, spec_error=self.spec_error, status=self.status, registry=self.registry,
             target=RegistryTarget(tracking_uri="http://mlflow:5000",
                                   registry_uri="http://mlflow:5000"),
-            children=children, apply_failure=self.apply_failure)
+            children=children, apply_failure=self.apply_failure, request=self.request)
 
     def tick(self, seconds: float = 1.0) -> Plan:
         """decide(), then do what the plan says, as the apply step would."""
         self.now += dt.timedelta(seconds=seconds)
-        plan = decide(self.observed(), self.now)
+        observed = self.observed()
+        plan = decide(observed, self.now)
+        if plan.measure:  # as the reconciler does: measure, then decide again with answers
+            self.measured += plan.measure
+            answers = tuple(Measurement(
+                metric=m.metric, candidate=self.answers.get(m.metric, QueryResult()),
+                stable=(self.stable_answers.get(m.metric, QueryResult())
+                        if m.stable_query else None),
+                requests=self.requests_answer if m.requests_query else None)
+                for m in plan.measure)
+            plan = decide(replace(observed, measurements=answers), self.now)
+            assert not plan.measure, "a second decide must not ask to measure again"
         for manifest in plan.apply:
             self.put_child(manifest)
         for ref in plan.delete:
@@ -122,6 +145,16 @@ class World:
         self.stored = json.loads(json.dumps(body))
         self.status = parse_status(self.stored)
         self.status_writes += 1
+
+    def weights(self) -> dict[str, int]:
+        """The live route's weights by version (HTTPRoute or VirtualService)."""
+        route = next((c for c in self.children.values()
+                      if c.kind in ("HTTPRoute", "VirtualService")), None)
+        if route is None:
+            return {}
+        versions = {c.name: c.version for c in self.children.values()
+                    if c.kind == "Service" and c.version}
+        return {versions.get(name) or name: w for name, w in route.backends}
 
     def versions(self, kind: str = "Deployment") -> set[str]:
         return {c.version for c in self.children.values() if c.kind == kind and c.version}

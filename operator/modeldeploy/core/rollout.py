@@ -108,6 +108,8 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
     apply = () if failed else tuple(m for m in desired if not _up_to_date(obs, m))
     delete = () if failed or w.promoted else _deletions(obs, spec, w, desired)
     live = router.live_split(owner, obs.children)
+    if any(m["kind"] in router.kinds() for m in apply):
+        live = _split(spec, w, router, obs)  # live as soon as this plan is applied
     if w.canary is not None:
         weight = live.weight(w.canary.version) if live is not None else 0
         w.canary = w.canary.model_copy(update={"weight": weight, "step": _step_text(spec, w)})
