@@ -37,6 +37,10 @@ class OperatorConfig:
     #: Leader election on a Lease (MODELDEPLOY_LEADER_ELECTION, on unless "false"): with
     #: several replicas exactly one acts. The Lease lives in MODELDEPLOY_LEASE_NAMESPACE
     #: (default: the pod's namespace, else "default") under MODELDEPLOY_LEASE_NAME.
+    #: Prometheus for canary analysis (MODELDEPLOY_PROMETHEUS_URL); without it every
+    #: measurement is an Error (and a release with analysis rolls back at the error limit).
+    prometheus_url: str | None = None
+    prometheus_timeout: float = 10.0
     leader_election: bool = True
     lease_namespace: str = "default"
     lease_name: str = "modeldeploy-operator"
@@ -69,6 +73,8 @@ class OperatorConfig:
             registry_timeout=float(get("REGISTRY_TIMEOUT") or cls.registry_timeout),
             resync_seconds=float(get("RESYNC_SECONDS") or cls.resync_seconds),
             stall_after=float(get("STALL_AFTER_SECONDS") or cls.stall_after),
+            prometheus_url=get("PROMETHEUS_URL"),
+            prometheus_timeout=float(get("PROMETHEUS_TIMEOUT") or cls.prometheus_timeout),
             leader_election=(get("LEADER_ELECTION") or "true").lower() not in ("false", "0",
                                                                             "no", "off"),
             lease_namespace=get("LEASE_NAMESPACE") or e.get("POD_NAMESPACE")

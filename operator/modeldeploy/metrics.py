@@ -54,6 +54,37 @@ def _state_rows(objects: Iterable[dict[str, Any]]) -> tuple[Tally[str], list[tup
     return phases, info
 
 
+def _release_families(objects: Iterable[dict[str, Any]]) -> Iterator[Metric]:
+    """Canary weight and the last measurement of each analysis metric, per object with a
+    release in flight (what Flagger users chart)."""
+    weight = GaugeMetricFamily(
+        "modeldeploy_canary_weight",
+        "Percent of traffic the new version has, as read back from the live route.",
+        labels=["namespace", "name", "version", "state"])
+    values = GaugeMetricFamily(
+        "modeldeploy_analysis_value",
+        "Last measured value of each analysis metric of the release in flight.",
+        labels=["namespace", "name", "version", "metric", "verdict", "threshold"])
+    for body in objects:
+        meta, status = body.get("metadata"), body.get("status")
+        rollout = status.get("rollout") if isinstance(status, dict) else None
+        if not isinstance(rollout, dict):
+            continue
+        rel = rollout.get("canary") or rollout.get("blueGreen")
+        if not isinstance(rel, dict):
+            continue
+        ns, name, version = _text(meta, "namespace"), _text(meta, "name"), _text(rel, "version")
+        weight.add_metric([ns, name, version, _text(rel, "state")],
+                          float(rel.get("weight") or 0))
+        analysis = rel.get("analysis")
+        for m in (analysis.get("measurements") or []) if isinstance(analysis, dict) else []:
+            if isinstance(m, dict) and isinstance(m.get("value"), int | float):
+                values.add_metric([ns, name, version, _text(m, "metric"), _text(m, "verdict"),
+                                   _text(m, "threshold")], float(m["value"]))
+    yield weight
+    yield values
+
+
 class _StateCollector(Collector):
     def __init__(self, view: StateView) -> None:
         self._view = view
@@ -78,6 +109,7 @@ class _StateCollector(Collector):
         for row in info:
             rows.add_metric(list(row), 1)
         yield rows
+        yield from _release_families(self._view.objects() if leading else ())
         yield GaugeMetricFamily("modeldeploy_workqueue_depth",
                                 "Objects waiting for a reconcile worker.",
                                 value=self._view.queue_depth())
@@ -115,6 +147,15 @@ class Metrics:
             "modeldeploy_webhook_deliveries_total",
             "MLflow webhook deliveries by result (accepted, ignored, duplicate, unauthorized, "
             "invalid, standby: answered 503 by a replica that is not the leader).", ["result"],
+            registry=self.registry)
+        self.release_events = Counter(
+            "modeldeploy_release_events_total",
+            "Release transitions by event reason (NewVersion, StepStarted, Promoted, "
+            "RolledBack, AnalysisFailed, ...).", ["reason"], registry=self.registry)
+        self.analysis_seconds = Histogram(
+            "modeldeploy_analysis_duration_seconds",
+            "Time to take one interval's measurements (all metrics, side by side).",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry)
         self.kube_writes = Counter(
             "modeldeploy_kube_writes_total",

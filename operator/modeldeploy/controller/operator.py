@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from modeldeploy.adapters.kube import ApiError, Kube
 from modeldeploy.adapters.lease import KubeLeaseStore
+from modeldeploy.adapters.prometheus import PrometheusProvider
 from modeldeploy.adapters.registry import Registry
 from modeldeploy.api import KIND
 from modeldeploy.config import OperatorConfig
@@ -86,8 +87,12 @@ class Operator:
             kube, changed=lambda ns, name: self.resolver.invalidate_secret(ns, name))
         self.resolver = Resolver(Registry(timeout=config.registry_timeout), wake=self.queue.add,
                                  credentials=self.credentials, metrics=self.metrics)
+        self.provider = (PrometheusProvider(base_url=config.prometheus_url,
+                                            timeout=config.prometheus_timeout)
+                         if config.prometheus_url else None)
         self.reconciler = Reconciler(kube=kube, index=self.index, resolver=self.resolver,
-                                     config=config, metrics=self.metrics)
+                                     config=config, metrics=self.metrics,
+                                     provider=self.provider)
         self.metrics.watch_state(StateView(objects=self.index.objects,
                                            queue_depth=lambda: len(self.queue),
                                            registry_stats=self.resolver.stats,
@@ -198,6 +203,8 @@ class Operator:
             await self.elector.release()
         for runner in self._web:
             await runner.cleanup()
+        if self.provider is not None:
+            await self.provider.close()
 
     # --- watch events ----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,9 +34,13 @@ from modeldeploy.config import OperatorConfig, registry_allowed
 from modeldeploy.controller.index import Index, Key
 from modeldeploy.controller.resolver import Resolver
 from modeldeploy.core import durations
+from modeldeploy.core.analysis import MetricProvider, QueryResult
+from modeldeploy.core.release import REQUEST_ANNOTATION
 from modeldeploy.core.rollout import decide
 from modeldeploy.core.world import (
     ApplyFailure,
+    Measurement,
+    MeasurementRequest,
     Observed,
     Plan,
     RegistryOutcome,
@@ -128,8 +133,10 @@ def registry_key(spec: ModelDeploymentSpec, namespace: str,
 
 class Reconciler:
     def __init__(self, *, kube: Kube, index: Index, resolver: Resolver,
-                 config: OperatorConfig, metrics: Metrics | None = None) -> None:
+                 config: OperatorConfig, metrics: Metrics | None = None,
+                 provider: MetricProvider | None = None) -> None:
         self.kube, self.index, self.resolver, self.config = kube, index, resolver, config
+        self.provider = provider
         self.metrics = metrics or Metrics()
         self._refusals: dict[Key, int] = {}
 
@@ -169,7 +176,8 @@ class Reconciler:
             generation=int(meta.get("generation") or 1), spec=spec, spec_error=spec_error,
             status=status, registry=resolution, target=target,
             children=self.index.children(str(meta["uid"])),
-            default_image=self.config.mlflow_image, stall_after=self.config.stall_after)
+            default_image=self.config.mlflow_image, stall_after=self.config.stall_after,
+            request=((meta.get("annotations") or {}).get(REQUEST_ANNOTATION) or None))
 
     async def reconcile(self, key: Key) -> float | None:
         """Reconcile ``key``; returns when to look again (None: only on change)."""
@@ -183,6 +191,12 @@ class Reconciler:
             return None
         now = dt.datetime.now(dt.UTC)
         plan = decide(observed, now)
+        if plan.measure:
+            # Measure what the plan asks, then decide again knowing the answers: that plan
+            # carries the verdicts (and any rollback) and is the one applied.
+            observed = dataclasses.replace(observed,
+                                           measurements=await self.measure(plan.measure))
+            plan = decide(observed, now)
         failure = await self.apply_children(observed, plan)
         requeue = plan.requeue_after(now)
         if failure is None:
@@ -200,6 +214,30 @@ class Reconciler:
             return None
         await self.post_events(body, plan)
         return requeue
+
+    async def measure(self, requests: tuple[MeasurementRequest, ...]) -> tuple[Measurement, ...]:
+        """Every query of every request, side by side; failures come back as answers."""
+        provider = self.provider
+
+        async def one(query: str | None) -> QueryResult | None:
+            if query is None:
+                return None
+            if provider is None:
+                return QueryResult(error="no metric provider: the operator has no "
+                                         "MODELDEPLOY_PROMETHEUS_URL")
+            return await provider.query(query)
+
+        async def request(r: MeasurementRequest) -> Measurement:
+            candidate, stable, count = await asyncio.gather(
+                one(r.query), one(r.stable_query), one(r.requests_query))
+            assert candidate is not None
+            return Measurement(metric=r.metric, candidate=candidate, stable=stable,
+                               requests=count)
+
+        started = time.monotonic()
+        answers = tuple(await asyncio.gather(*(request(r) for r in requests)))
+        self.metrics.analysis_seconds.observe(time.monotonic() - started)
+        return answers
 
     async def apply_children(self, observed: Observed, plan: Plan) -> ApplyFailure | None:
         """Apply the plan's manifests in order; stop at the first one refused for good."""
@@ -296,6 +334,7 @@ class Reconciler:
                 await self.kube.post_event(body, type_=event.type, reason=event.reason,
                                            message=event.message)
                 self.metrics.wrote("event", "Event")
+                self.metrics.release_events.labels(event.reason).inc()
             except ApiError as exc:  # an event is not worth failing a reconcile for
                 log.warning("posting event %s failed: %s", event.reason, exc)
 
