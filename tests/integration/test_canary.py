@@ -1,0 +1,172 @@
+"""Canary releases on the real stack: the real apiserver holds the route, the traffic exporter
+simulates requests by its weights, the real Prometheus scrapes them and the operator's
+analysis queries it. Every assertion about traffic is about what an independent watcher saw
+on the live route."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from devstack.seed import mlflow_client, seed_model
+from devstack.stack import StackInfo
+from devstack.stackclient import Traffic
+from tests.integration.conftest import Kubectl
+from tests.integration.test_modeldeployment import deployments, spec
+from tests.support.mdep import condition, events, get, manifest, serving, wait_status
+from tests.support.routewatch import RouteWatch
+from tests.support.wait import eventually
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+GATEWAY = {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+
+
+def canary_spec(model: str, *, steps: list[dict[str, Any]], analysis: dict[str, Any] | None,
+                traffic: dict[str, Any] | None = GATEWAY, **rollout: Any) -> dict[str, Any]:
+    out = spec(model, replicas=1, rollout={"strategy": "canary", "steps": steps, **rollout})
+    if traffic is not None:
+        out["traffic"] = traffic
+    if analysis is not None:
+        out["rollout"]["analysis"] = analysis
+    return out
+
+
+def release(st: dict[str, Any]) -> dict[str, Any]:
+    rollout = st.get("rollout") or {}
+    return dict(rollout.get("canary") or rollout.get("blueGreen") or {})
+
+
+@pytest.fixture()
+def route(api: client.ApiClient, namespace: str) -> Iterator[RouteWatch]:
+    watcher = RouteWatch(api, namespace, "HTTPRoute", "scorer").start()
+    yield watcher
+    watcher.stop()
+
+
+def two_versions(stack: StackInfo, namespace: str) -> tuple[str, str]:
+    model = f"canary-{namespace}"
+    seed_model(stack, name=model, alias="champion")
+    v2 = seed_model(stack, name=model, bias=1.0)
+    return model, str(v2["version"])
+
+
+ANALYSIS = {"interval": "3s", "failureLimit": 1, "minRequests": 5,
+            "metrics": [{"name": "errors", "template": "error-rate", "max": 0.05}]}
+
+
+def test_a_good_canary_shows_each_step_on_the_live_route_and_is_promoted(
+    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+    apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str, route: RouteWatch,
+) -> None:
+    model, v2 = two_versions(stack, namespace)
+    steps = [{"weight": 20, "pause": "3s"}, {"weight": 60, "pause": "3s"}]
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", canary_spec(
+        model, steps=steps, analysis=ANALYSIS)))
+    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2)
+    wait_status(custom, namespace, "scorer",
+                lambda s: release(s).get("state") == "Stepping", what="canary stepping")
+    st = wait_status(custom, namespace, "scorer", serving(v2), timeout=120,
+                     what="version 2 promoted through its steps")
+    eventually(lambda: set(deployments(apps, namespace)) == {"scorer-v2"}, timeout=30,
+               what="version 1 removed")
+    weights = route.weights_of("scorer-v2")
+    assert weights == [0, 20, 60, 100] or weights == [20, 60, 100], weights
+    assert all(w in (0, 20, 60, 100) for w in weights)
+    history = [(h["version"], h["outcome"]) for h in st["history"][:2]]
+    assert history == [(v2, "Promoted"), ("1", "Replaced")]
+    reasons = [r for _, r, _ in events(core, namespace, "scorer")]
+    assert reasons.count("StepStarted") == 2 and "AnalysisSuccessful" in reasons
+
+
+def test_a_failing_canary_is_rolled_back_to_weight_zero_within_the_bound(
+    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+    apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str, route: RouteWatch,
+    traffic: Traffic,
+) -> None:
+    model, v2 = two_versions(stack, namespace)
+    steps = [{"weight": 30, "pause": "60s"}, {"weight": 60, "pause": "60s"}]
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", canary_spec(
+        model, steps=steps, analysis=ANALYSIS)))
+    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    stable_rv = apps.read_namespaced_deployment("scorer-v1", namespace).metadata.resource_version
+    traffic.behaviour(namespace=namespace, model=model, version=v2, error_rate=0.2)
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2)
+
+    st = wait_status(custom, namespace, "scorer",
+                     lambda s: release(s).get("state") == "Aborted", timeout=120,
+                     what="rolled back")
+    rel = release(st)
+    assert rel["reason"] == "AnalysisFailed"
+    last = rel["analysis"]["measurements"][0]
+    assert last["verdict"] == "Failed" and last["value"] > 0.05, last
+    assert "model_requests_total" in last["query"] and f'version="{v2}"' in last["query"]
+    assert st["phase"] == "Degraded" and condition(st, "Degraded")["reason"] == "AnalysisFailed"
+    assert st["stable"]["version"] == "1" and st.get("canary") is None
+    assert route.weights_of("scorer-v2")[-1] == 0 and 30 in route.weights_of("scorer-v2")
+    assert 60 not in route.weights_of("scorer-v2"), "never past the failing step"
+    eventually(lambda: set(deployments(apps, namespace)) == {"scorer-v1"}, timeout=30,
+               what="the candidate scaled down")
+    assert apps.read_namespaced_deployment(
+        "scorer-v1", namespace).metadata.resource_version == stable_rv
+
+    # Time from the first failing measurement to weight 0 on the live route.
+    failed = [e for e in core.list_namespaced_event(
+        namespace, field_selector="involvedObject.name=scorer").items
+        if e.reason == "AnalysisFailed"]
+    first = min(e.event_time or e.metadata.creation_timestamp for e in failed)
+    zero_at = route.first_time("scorer-v2", 0, after=route.seen[1][0])
+    assert zero_at is not None
+    lag = time.monotonic() - zero_at
+    latency = (dt.datetime.now(dt.UTC) - first).total_seconds() - lag
+    bound = 3 * (1 + 1) + 5
+    print(f"\nfirst failing measurement -> weight 0: {latency:.1f}s (bound {bound}s)")
+    assert latency <= bound
+
+    # Rejected: the alias still points at version 2, and it is not deployed again.
+    time.sleep(16)  # three 5 s poll intervals
+    assert set(deployments(apps, namespace)) == {"scorer-v1"}
+    assert release(get(custom, namespace, "scorer")["status"])["state"] == "Aborted"
+
+    # Retry (the version is fixed meanwhile): it runs once more, and is promoted.
+    traffic.behaviour(namespace=namespace, model=model, version=v2, error_rate=0.0)
+    kubectl("annotate", "mdep", "scorer", "modeldeploy.io/request=retry", "--overwrite")
+    st = wait_status(custom, namespace, "scorer", serving(v2), timeout=180,
+                     what="retried version promoted")
+    assert st["lastRequest"]["action"] == "retry"
+    assert [h["outcome"] for h in st["history"][:3]] == ["Promoted", "Replaced", "Retried"]
+
+
+def test_requests_pause_resume_promote_and_abort_through_kubectl(
+    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+    apps: client.AppsV1Api, namespace: str, route: RouteWatch,
+) -> None:
+    model, v2 = two_versions(stack, namespace)
+    steps = [{"weight": 10, "pause": ""}, {"weight": 40, "pause": "1h"}]
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", canary_spec(
+        model, steps=steps, analysis=None)))
+    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    generation = get(custom, namespace, "scorer")["metadata"]["generation"]
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2)
+    wait_status(custom, namespace, "scorer", lambda s: s.get("phase") == "Paused",
+                timeout=60, what="paused at the empty-pause step")
+    kubectl("annotate", "mdep", "scorer", "modeldeploy.io/request=resume", "--overwrite")
+    wait_status(custom, namespace, "scorer",
+                lambda s: (s.get("canary") or {}).get("weight") == 40, what="step 2")
+    kubectl("annotate", "mdep", "scorer", "modeldeploy.io/request=pause", "--overwrite")
+    wait_status(custom, namespace, "scorer", lambda s: s.get("phase") == "Paused",
+                what="paused by request")
+    kubectl("annotate", "mdep", "scorer", "modeldeploy.io/request=promote", "--overwrite")
+    st = wait_status(custom, namespace, "scorer", serving(v2), timeout=60,
+                     what="promoted on request")
+    assert route.weights_of("scorer-v2")[-3:] == [10, 40, 100] or \
+        route.weights_of("scorer-v2")[-2:] == [40, 100]
+    assert st["lastRequest"]["value"] == "promote"
+    body = get(custom, namespace, "scorer")
+    assert body["metadata"]["generation"] == generation, "requests never change the spec"
