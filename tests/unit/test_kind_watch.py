@@ -36,8 +36,8 @@ class ScriptedKube:
     def list_blocking(self, kind: str, selector: str) -> Any:
         return self.lists.pop(0) if self.lists else ([], None)
 
-    def watch_blocking(self, kind: str, selector: str, rv: int, *, timeout_seconds: int,
-                       opened: Any) -> Iterator[dict[str, Any]]:
+    def watch_blocking(self, kind: str, selector: str, rv: int, *,
+                       timeout_seconds: int) -> Iterator[dict[str, Any]]:
         self.watched_from.append(rv)
         step = self.watches.pop(0)
         if isinstance(step, Exception):

@@ -18,7 +18,7 @@ import functools
 import json
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,19 +180,16 @@ class Kube:
         return _items(listed)
 
     def watch_blocking(self, kind: str, label_selector: str, resource_version: int, *,
-                       timeout_seconds: int,
-                       opened: Callable[[Any], None] = lambda _: None) -> Iterator[dict[str, Any]]:
+                       timeout_seconds: int) -> Iterator[dict[str, Any]]:
         """The watch events of ``kind`` (all namespaces) after ``resource_version``, until the
         server ends the stream (``timeout_seconds``), for a thread of its own. ApiError 404
         when the kind is not served (its CRD was deleted); an ``ERROR`` event (410: the
-        version is too old) is yielded like any other. ``opened`` receives the response, so
-        another thread can close it to stop the watch."""
+        version is too old) is yielded like any other."""
         query = [("watch", "true"), ("allowWatchBookmarks", "true"),
                  ("resourceVersion", str(resource_version)),
                  ("timeoutSeconds", str(timeout_seconds)), *_selector(label_selector)]
         resp = self._send("GET", self._collection(kind), query=query,
                           timeout=(10, timeout_seconds + 30))
-        opened(resp.response)
         try:
             for line in iter_resp_lines(resp.response):
                 if line:

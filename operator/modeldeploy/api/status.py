@@ -166,8 +166,8 @@ class Release(_Status):
     stepEndsAt: str | None = Field(default=None, description=(
         "When the current step's pause ends (absent: no timed pause)."))
     pausedBy: str | None = Field(default=None, description=(
-        "Why it is paused: Step (an empty pause), Request (a pause request) or "
-        "Inconclusive (analysis could not judge)."))
+        "Why it is paused: Step (an empty pause), Request (a pause request) or Analysis "
+        "(the last measurement was not successful; the next successful one resumes)."))
     switchedAt: str | None = Field(default=None, description=(
         "Blue-green: when traffic switched (the old version scales down scaleDownDelay later)."))
     previousVersion: str | None = Field(default=None, description=(

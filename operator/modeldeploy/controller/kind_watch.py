@@ -39,7 +39,6 @@ class KindWatch:
         self._since = since
         self.absent_period, self.timeout_seconds = absent_period, timeout_seconds
         self._stop = threading.Event()
-        self._response: Any = None
         #: Whether the apiserver served the kind at the last list (for logs and tests).
         self.served: bool | None = None if since is None else True
         self._thread = threading.Thread(target=self._run, name=f"watch-{kind}", daemon=True)
@@ -48,11 +47,10 @@ class KindWatch:
         self._thread.start()
 
     def stop(self) -> None:
+        """The thread ends at its next event or when the server ends the stream; it is a
+        daemon, so it never holds up the process. (Closing the response from this thread
+        could block on the reader's lock: measured, it hung the operator's shutdown.)"""
         self._stop.set()
-        response = self._response
-        if response is not None:
-            with contextlib.suppress(Exception):
-                response.close()  # unblocks the read in the watch thread
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: we are shutting down
@@ -85,12 +83,8 @@ class KindWatch:
 
     def _watch(self, rv: int) -> int:
         """Stream events after ``rv`` until the server ends the stream; the newest rv."""
-        def opened(response: Any) -> None:
-            self._response = response
-
         for event in self.kube.watch_blocking(self.kind, self.selector, rv,
-                                              timeout_seconds=self.timeout_seconds,
-                                              opened=opened):
+                                              timeout_seconds=self.timeout_seconds):
             if self._stop.is_set():
                 break
             kind, body = event.get("type"), event.get("object") or {}
@@ -104,7 +98,6 @@ class KindWatch:
                 rv = int(version)
             if kind in ("ADDED", "MODIFIED", "DELETED"):
                 self._post(self._deliver, kind, body)
-        self._response = None
         return rv
 
     def _served(self, served: bool) -> None:

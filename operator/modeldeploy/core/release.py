@@ -14,7 +14,7 @@ confirmed on the live route. Status shape (``status.rollout``)::
       step: 1                     # index into spec.rollout.steps
       weight: 50                  # read back from the live route, never the requested one
       startedAt / stepStartedAt / stepEndsAt / switchedAt: absolute times
-      pausedBy: Step | Request | Inconclusive
+      pausedBy: Step | Request | Analysis
       reason / message            # why it rolled back (AnalysisFailed, ...)
       analysis: {successful, failed, inconclusive, consecutiveErrors, stepSuccesses, nextAt,
                  measurements: [{metric, verdict, value, stableValue, threshold, query, ...}]}
@@ -431,9 +431,9 @@ def _record(w: Working, f: Facts, release: Release) -> None:
                    f"{counters.inconclusive} inconclusive measurements: {values}")
     elif outcome is analysis.Outcome.HOLD and release.state is S.STEPPING:
         w.set_release(release.model_copy(update={"state": S.PAUSED,
-                                                 "pausedBy": "Inconclusive"}))
+                                                 "pausedBy": "Analysis"}))
     elif outcome is analysis.Outcome.CONTINUE and release.state is S.PAUSED and \
-            release.pausedBy == "Inconclusive":
+            release.pausedBy == "Analysis":
         w.set_release(release.model_copy(update={"state": S.STEPPING, "pausedBy": None}))
 
 
