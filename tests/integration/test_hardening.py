@@ -113,8 +113,14 @@ def test_a_name_held_by_another_model_deployment_is_a_conflict_never_a_takeover(
         r.uid for r in theirs.metadata.owner_references], "ownerReference not taken"
     assert svc.metadata.resource_version == theirs.metadata.resource_version
     assert wait_status(custom, namespace, "fraud", serving("2"), what="fraud untouched")
-    conflicts = [r for t, r, _ in events(core, namespace, "fraud-v2") if r == "Conflict"]
-    assert conflicts == ["Conflict"], "one warning, not one per retry"
+    def conflicts() -> list[str]:
+        return [r for _, r, _ in events(core, namespace, "fraud-v2") if r == "Conflict"]
+
+    # The event follows the status write (never the other way round): wait for it, then
+    # make sure the retries (5 s, 10 s, ...) did not add more.
+    eventually(conflicts, timeout=10, what="the Conflict event")
+    time.sleep(6)
+    assert conflicts() == ["Conflict"], "one warning, not one per retry"
 
 
 def test_turning_on_autoscaling_keeps_the_current_replica_count(
