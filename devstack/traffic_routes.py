@@ -45,8 +45,10 @@ UNKNOWN_VERSION = "unknown"
 GATEWAY_API = "gatewayAPI"  # router names as the ModelDeployment spells them
 ISTIO = "istio"
 REPLICAS = "replicas"
+PREVIEW = "preview"  # a blue-green preview Service: test traffic of its own, never merged
+PREVIEW_LABEL = "modeldeploy.io/preview"
 #: When routers overlap on one model, the first one here wins.
-PRECEDENCE = (GATEWAY_API, ISTIO, REPLICAS)
+PRECEDENCE = (GATEWAY_API, ISTIO, REPLICAS, PREVIEW)
 
 _CLUSTER_SUFFIXES = ((), ("svc",), ("svc", "cluster", "local"))
 
@@ -183,6 +185,19 @@ def replicas_splits(services: Sequence[Obj], slices: Sequence[Obj],
     return out
 
 
+def preview_splits(services: Sequence[Obj]) -> list[RouteSplit]:
+    """Blue-green preview Services (``modeldeploy.io/preview: "true"``): the version they
+    select gets a stream of test traffic of its own, as a smoke tester or a QA team would
+    send, so analysis can judge it before the switch."""
+    out: list[RouteSplit] = []
+    for svc in services:
+        _, _, labels = _meta(svc)
+        version = ((svc.get("spec") or {}).get("selector") or {}).get(VERSION_LABEL)
+        if labels.get(PREVIEW_LABEL) == "true" and version:
+            out.append(_split(svc, [Backend(version=version, weight=1)], PREVIEW))
+    return out
+
+
 def replicas_namespaces(services: Sequence[Obj]) -> set[str]:
     """Namespaces whose EndpointSlices and pods the replicas router needs read."""
     return {ns for ns, _, labels in map(_meta, services) if labels.get(ROUTER_LABEL) == REPLICAS}
@@ -196,6 +211,9 @@ def merge(*groups: list[RouteSplit]) -> list[RouteSplit]:
     winner: dict[tuple[str, str], str] = {}
     out = []
     for split in splits:
+        if split.router == PREVIEW:  # in addition to the model's main traffic
+            out.append(split)
+            continue
         key = (split.namespace, split.model)
         if winner.setdefault(key, split.router) == split.router:
             out.append(split)
@@ -213,4 +231,5 @@ def splits_from_objects(
     """Every model's split, from everything the exporter read in one pass."""
     return merge(httproute_splits(httproutes, services),
                  virtualservice_splits(virtualservices, services),
-                 replicas_splits(services, endpointslices, pods))
+                 replicas_splits(services, endpointslices, pods),
+                 preview_splits(services))

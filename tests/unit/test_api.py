@@ -62,8 +62,24 @@ INVALID = [
     ("gatewayAPI without section", spec(traffic={"router": "gatewayAPI"}),
      "needs the gatewayAPI section"),
     ("metric with query and template",
-     spec(rollout={"analysis": {"metrics": [{"name": "e", "template": "t", "query": "q"}]}}),
+     spec(rollout={"steps": [{"weight": 10}], "analysis": {"metrics": [
+         {"name": "e", "template": "error-rate", "query": "q", "max": 1}]}}),
      "exactly one of template and query"),
+    ("unknown template",
+     spec(rollout={"steps": [{"weight": 10}], "analysis": {"metrics": [
+         {"name": "e", "template": "http-error-rate", "max": 1}]}}),
+     "template"),
+    ("unknown placeholder",
+     spec(rollout={"steps": [{"weight": 10}], "analysis": {"metrics": [
+         {"name": "e", "query": "up{job=\"{{ job }}\"}", "max": 1}]}}),
+     "unknown placeholder(s) job"),
+    ("metric without a threshold",
+     spec(rollout={"steps": [{"weight": 10}], "analysis": {"metrics": [
+         {"name": "e", "template": "error-rate"}]}}),
+     "at least one of min, max and maxIncrease"),
+    ("canary without steps", spec(rollout={"strategy": "canary"}), "at least one step"),
+    ("pause that is not a duration", spec(rollout={"steps": [{"weight": 10, "pause": "soon"}]}),
+     "pause"),
     ("unknown field", spec(serving={"replicaz": 2}), "replicaz"),
     ("http-only tracking uri", spec(model={"name": "m", "alias": "a", "registry": {"trackingUri": "ftp://x"}}),
      "trackingUri"),

@@ -232,3 +232,18 @@ def test_a_model_is_counted_through_one_router(routers: set[str], counted: str) 
         pods=PODS)
     by_model = {(s.model, s.router) for s in splits}
     assert by_model == {("m", counted), ("solo", REPLICAS)}
+
+
+def test_a_blue_green_preview_service_gets_test_traffic_next_to_the_main_route() -> None:
+    from devstack.traffic_routes import PREVIEW, merge, preview_splits
+
+    preview = {"metadata": {"namespace": "ml", "name": "pricing-preview", "labels": {
+        "modeldeploy.io/model": "pricing", "modeldeploy.io/preview": "true"}},
+        "spec": {"selector": {"modeldeploy.io/name": "pricing", "modeldeploy.io/version": "3"}}}
+    plain = {"metadata": {"namespace": "ml", "name": "pricing", "labels": {
+        "modeldeploy.io/model": "pricing"}},
+        "spec": {"selector": {"modeldeploy.io/version": "2"}}}
+    splits = preview_splits([preview, plain])
+    assert [(s.router, s.route, [(b.version, b.weight) for b in s.backends]) for s in splits] \
+        == [(PREVIEW, "pricing-preview", [("3", 1)])]
+    assert merge(splits, splits[:0]) == splits

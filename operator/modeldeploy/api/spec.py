@@ -11,6 +11,7 @@ before a rule existed still gets a clear answer instead of a crash).
 from __future__ import annotations
 
 import itertools
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from modeldeploy.api.cel import Rule, rules
 from modeldeploy.core import durations
 from modeldeploy.core.durations import DURATION_PATTERN
+from modeldeploy.core.templates import PLACEHOLDERS, TEMPLATES, unknown_placeholders
 
 Duration = Annotated[
     str,
@@ -380,9 +382,10 @@ class Gates(_Model):
 class AnalysisMetric(_Model):
     name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL,
                       description="Metric name shown in status.")
-    template: str | None = Field(default=None, max_length=63, description=(
-        "A built-in query: error-rate, latency-p95, latency-p99 (the simulated traffic "
-        "exporter's metrics), istio-error-rate, istio-latency-p99 (Istio's standard metrics)."))
+    template: str | None = Field(
+        default=None, max_length=63,
+        pattern="^(" + "|".join(re.escape(t) for t in sorted(TEMPLATES)) + ")$",
+        description="A built-in query: " + ", ".join(sorted(TEMPLATES)) + ".")
     provider: str = Field(default="prometheus", pattern=r"^prometheus$",
                           description="Measurement source.")
     query: str | None = Field(default=None, max_length=4096, description=(
@@ -398,6 +401,10 @@ class AnalysisMetric(_Model):
     def _one_source(self) -> Self:
         if (self.template is None) == (self.query is None):
             raise ValueError("set exactly one of template and query")
+        unknown = unknown_placeholders(self.query or "")
+        if unknown:
+            raise ValueError(f"query: unknown placeholder(s) {', '.join(unknown)}; use "
+                             + ", ".join("{{ " + p + " }}" for p in PLACEHOLDERS))
         if self.min is None and self.max is None and self.maxIncrease is None:
             raise ValueError("set at least one of min, max and maxIncrease")
         return self

@@ -220,6 +220,8 @@ def _not_yet(spec: ModelDeploymentSpec) -> str | None:
     if rollout is not None and rollout.strategy.value in ("abTest", "shadow"):
         return (f"spec.rollout.strategy {rollout.strategy.value} is not acted on yet: a new "
                 "version replaces the old one in a rolling switch")
+    if rollout is not None and rollout.gates is not None:
+        return "spec.rollout.gates are not acted on yet (registry gates arrive in a later release)"
     return None
 
 
