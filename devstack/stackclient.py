@@ -44,6 +44,11 @@ class Traffic:
             body["latencySeconds"] = latency
         return _request("PUT", f"{self.url}/behaviour", body)
 
+    def rate(self, *, namespace: str, model: str, rps: float) -> Any:
+        """Simulated requests per second to ``model`` (default 20)."""
+        return _request("PUT", f"{self.url}/rate",
+                        {"namespace": namespace, "model": model, "rps": rps})
+
     def reset(self, namespace: str) -> Any:
         return _request("DELETE", f"{self.url}/behaviour?namespace={namespace}")
 

@@ -15,6 +15,8 @@ from kubernetes import client
 
 from devstack.seed import seed_model
 from devstack.stack import StackInfo
+from devstack.stackclient import Traffic
+from modeldeploy.core.render import label_value
 from tests.integration.conftest import Kubectl
 from tests.support.mdep import serving, status, wait_status
 
@@ -29,7 +31,7 @@ def test_there_are_examples() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_reaches_stable(
     path: Path, stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
-    apps: client.AppsV1Api, namespace: str,
+    apps: client.AppsV1Api, namespace: str, traffic: Traffic,
 ) -> None:
     docs: list[dict[str, Any]] = [d for d in yaml.safe_load_all(path.read_text()) if d]
     mdeps = [d for d in docs if d["kind"] == "ModelDeployment"]
@@ -62,6 +64,8 @@ def test_example_reaches_stable(
         if rollout is None or rollout.get("strategy") not in ("canary", "blueGreen"):
             continue
         model = doc["spec"]["model"]
+        # Enough simulated requests for a 2 s window at a 5 % step to count.
+        traffic.rate(namespace=namespace, model=label_value(model["name"]), rps=200)
         v2 = seed_model(stack, name=model["name"], alias=model.get("alias"), bias=1.0)
         _release(kubectl, custom, namespace, name, str(v2["version"]), path.name)
 
