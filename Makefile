@@ -14,7 +14,7 @@ help:
 	@echo "make test          install everything, lint, unit tests, integration tests on the real stack"
 	@echo "make cluster-up    start the local stack (apiserver+etcd+kwok, MLflow, Prometheus, traffic)"
 	@echo "make cluster-down  stop what cluster-up started"
-	@echo "make bench         benchmarks: stack start, alias-move latency, 1000 objects"
+	@echo "make bench         benchmarks: stack start, alias-move latency, 1000 objects, canary rollback and steps"
 	@echo "make crd           regenerate crds/modeldeployment.yaml from the API models"
 	@echo "make run           run the operator against the local stack (foreground)"
 
@@ -58,6 +58,7 @@ bench: deps
 	$(PY) bench/stack_start.py
 	$(PY) bench/alias_latency.py
 	$(PY) bench/scale.py --count 1000
+	$(PY) bench/canary.py --runs 10
 
 clean: cluster-down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

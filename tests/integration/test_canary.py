@@ -8,11 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from devstack import procs
+from devstack import stack as devstack_stack
 from devstack.seed import mlflow_client, seed_model
 from devstack.stack import StackInfo
 from devstack.stackclient import Traffic
@@ -172,3 +175,97 @@ def test_requests_pause_resume_promote_and_abort_through_kubectl(
     assert st["lastRequest"]["value"] == "promote"
     body = get(custom, namespace, "scorer")
     assert body["metadata"]["generation"] == generation, "requests never change the spec"
+
+
+def _analysis(**overrides: Any) -> dict[str, Any]:
+    return {**ANALYSIS, **overrides}
+
+
+def test_prometheus_stopped_mid_release_pauses_then_rolls_back_never_promotes(
+    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+    namespace: str, route: RouteWatch,
+) -> None:
+    model, v2 = two_versions(stack, namespace)
+    steps = [{"weight": 30}, {"weight": 60}]
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", canary_spec(
+        model, steps=steps, analysis=_analysis(consecutiveErrorLimit=2))))
+    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    procs.stop(Path(stack.state), "prometheus")
+    try:
+        mlflow_client(stack).set_registered_model_alias(model, "champion", v2)
+        wait_status(custom, namespace, "scorer", lambda s: s.get("phase") == "Paused",
+                    timeout=60, what="held while Prometheus does not answer")
+        st = wait_status(custom, namespace, "scorer",
+                         lambda s: release(s).get("state") == "Aborted", timeout=60,
+                         what="rolled back at the error limit")
+    finally:
+        devstack_stack.up(quiet=True)  # Prometheus back, on its port, with its data
+    rel = release(st)
+    assert rel["reason"] == "AnalysisErrors"
+    message = rel["analysis"]["measurements"][0]["message"]
+    assert "Prometheus error" in message, message
+    assert st["stable"]["version"] == "1"
+    assert 100 not in route.weights_of("scorer-v2") and route.weights_of("scorer-v2")[-1] == 0
+
+
+def test_a_promql_syntax_error_is_an_error_verdict_with_prometheus_own_words(
+    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi, namespace: str,
+) -> None:
+    model, v2 = two_versions(stack, namespace)
+    broken = {"name": "broken", "query": 'sum(rate(model_requests_total{version="{{ version }}"}'
+                                         "[{{ interval }}]", "max": 1}
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", canary_spec(
+        model, steps=[{"weight": 30}], analysis=_analysis(
+            consecutiveErrorLimit=0, minRequests=0, metrics=[broken]))))
+    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2)
+    st = wait_status(custom, namespace, "scorer",
+                     lambda s: release(s).get("state") == "Aborted", timeout=60,
+                     what="rolled back on the first error")
+    m = release(st)["analysis"]["measurements"][0]
+    assert m["verdict"] == "Error" and "parse error" in m["message"], m
+
+
+def test_a_version_whose_pods_never_come_up_gets_no_traffic_and_is_rolled_back(
+    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+    core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str, route: RouteWatch,
+) -> None:
+    model, v2 = two_versions(stack, namespace)
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", canary_spec(
+        model, steps=[{"weight": 30}], analysis=None, progressDeadline="8s")))
+    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    # A quota leaves no room for another pod: version 2's ReplicaSet cannot create one.
+    core.create_namespaced_resource_quota(namespace, {
+        "metadata": {"name": "one-pod"}, "spec": {"hard": {"pods": "1"}}})
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2)
+    st = wait_status(custom, namespace, "scorer",
+                     lambda s: release(s).get("state") == "Aborted", timeout=60,
+                     what="ProgressDeadlineExceeded")
+    assert release(st)["reason"] == "ProgressDeadlineExceeded"
+    assert condition(st, "Stalled")["status"] == "True"
+    assert max(route.weights_of("scorer-v2")) == 0, "no traffic ever"
+    eventually(lambda: set(deployments(apps, namespace)) == {"scorer-v1"}, timeout=30,
+               what="version 2 removed")
+
+
+def test_deleting_the_object_mid_canary_leaves_no_stray_children(
+    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+    core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str,
+) -> None:
+    model, v2 = two_versions(stack, namespace)
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", canary_spec(
+        model, steps=[{"weight": 30, "pause": "1h"}], analysis=None)))
+    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2)
+    wait_status(custom, namespace, "scorer",
+                lambda s: (s.get("canary") or {}).get("weight") == 30, what="at 30 %")
+    kubectl("delete", "mdep", "scorer", "--wait=true")
+
+    def leftovers() -> list[str]:
+        routes = custom.list_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", namespace, "httproutes")["items"]
+        return ([d.metadata.name for d in apps.list_namespaced_deployment(namespace).items]
+                + [s.metadata.name for s in core.list_namespaced_service(namespace).items]
+                + [r["metadata"]["name"] for r in routes])
+
+    eventually(lambda: leftovers() == [], timeout=60, what="every child collected")
