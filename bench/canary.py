@@ -3,7 +3,7 @@
 * rollback latency: a canary whose new version answers 20 % errors, analysed every
   ``--interval`` seconds with ``failureLimit: 0``. Printed per run: from the first failing
   measurement to weight 0 on the live route (the bound the tests hold it to is
-  interval × (failureLimit + 1) + 5 s), and from the moment the failing version got traffic.
+  interval x (failureLimit + 1) + 5 s), and from the moment the failing version got traffic.
 * rollout overhead: a good canary through steps of known pauses; printed: how much longer
   than its pause each step took, from its weight appearing on the route to the next weight.
 
