@@ -1,4 +1,4 @@
-"""Factor tables for the release state machine and the routers: every state × event, each
+"""Factor tables for the release state machine and the routers: every state x event, each
 with the one transition it must make (or not make), and every router's render read back."""
 
 from __future__ import annotations
