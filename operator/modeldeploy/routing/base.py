@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.core.render import Owner
+from modeldeploy.core.render import Owner, child_name
 from modeldeploy.core.world import Child, Split
 
 
@@ -59,3 +59,36 @@ def same_split(live: Split | None, wanted: Split) -> bool:
     have = {v: w for v, w in live.weights if w}
     want = {v: w for v, w in wanted.weights if w}
     return have == want
+
+
+class WeightedRouter:
+    """What the routers with a route object of their own share: the split is the route's
+    default rule, read back from the watched object, and it is in place when it equals the
+    wanted one; the new version runs its full replica count."""
+
+    #: The kind of the route object (``HTTPRoute``, ``VirtualService``), named ``<name>``.
+    kind: str
+    entry_all_versions = False
+
+    def kinds(self) -> tuple[str, ...]:
+        return (self.kind,)
+
+    def live_split(self, owner: Owner, children: tuple[Child, ...]) -> Split | None:
+        name = child_name(owner.name)
+        route = next((c for c in children if c.kind == self.kind and c.name == name), None)
+        if route is None:
+            return None
+        # Backends are version Services; a name we did not render reads as itself.
+        versions = {c.name: c.version for c in children if c.kind == "Service" and c.version}
+        return Split.of({versions.get(svc) or svc: w for svc, w in route.backends})
+
+    def candidate_replicas(self, weight: int, stable_replicas: int) -> int | None:
+        return None
+
+    def in_place(self, owner: Owner, children: tuple[Child, ...], split: Split, *,
+                 stable: str) -> bool:
+        return same_split(self.live_split(owner, children), split)
+
+    def describe(self, split: Split) -> str:
+        return f"{self.kind} weights " + (
+            ", ".join(f"version {v}: {w}" for v, w in split.weights) or "none")
