@@ -21,7 +21,15 @@ from devstack.stack import StackInfo
 from devstack.stackclient import Traffic
 from tests.integration.conftest import Kubectl
 from tests.integration.test_modeldeployment import deployments, spec
-from tests.support.mdep import condition, events, get, manifest, serving, wait_status
+from tests.support.mdep import (
+    condition,
+    events,
+    get,
+    manifest,
+    serving,
+    status,
+    wait_status,
+)
 from tests.support.routewatch import RouteWatch
 from tests.support.wait import eventually
 
@@ -63,14 +71,34 @@ ANALYSIS = {"interval": "3s", "failureLimit": 1, "minRequests": 5,
             "metrics": [{"name": "errors", "template": "error-rate", "max": 0.05}]}
 
 
+ISTIO = {"router": "istio", "istio": {"hosts": ["scorer.example.com"]}}
+ISTIO_ANALYSIS = {**ANALYSIS, "metrics": [
+    {"name": "errors", "template": "istio-error-rate", "max": 0.05},
+    {"name": "p99", "template": "istio-latency-p99", "max": 1000}]}
+
+
+@pytest.mark.parametrize(("router", "kind", "analysis"), [
+    (GATEWAY, "HTTPRoute", ANALYSIS), (ISTIO, "VirtualService", ISTIO_ANALYSIS)],
+    ids=["gatewayAPI", "istio"])
 def test_a_good_canary_shows_each_step_on_the_live_route_and_is_promoted(
-    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
-    apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str, route: RouteWatch,
+    stack: StackInfo, api: client.ApiClient, kubectl: Kubectl,
+    custom: client.CustomObjectsApi, apps: client.AppsV1Api, core: client.CoreV1Api,
+    namespace: str, router: dict[str, Any], kind: str, analysis: dict[str, Any],
 ) -> None:
+    route = RouteWatch(api, namespace, kind, "scorer").start()
+    try:
+        _good_canary(stack, kubectl, custom, apps, core, namespace, route, router, analysis)
+    finally:
+        route.stop()
+
+
+def _good_canary(stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+                 apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str,
+                 route: RouteWatch, traffic: dict[str, Any], analysis: dict[str, Any]) -> None:
     model, v2 = two_versions(stack, namespace)
     steps = [{"weight": 20, "pause": "3s"}, {"weight": 60, "pause": "3s"}]
     kubectl("apply", "-f", "-", stdin=manifest("scorer", canary_spec(
-        model, steps=steps, analysis=ANALYSIS)))
+        model, steps=steps, analysis=analysis, traffic=traffic)))
     wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
     mlflow_client(stack).set_registered_model_alias(model, "champion", v2)
     wait_status(custom, namespace, "scorer",
@@ -269,3 +297,112 @@ def test_deleting_the_object_mid_canary_leaves_no_stray_children(
                 + [r["metadata"]["name"] for r in routes])
 
     eventually(lambda: leftovers() == [], timeout=60, what="every child collected")
+
+
+def test_the_replicas_router_steps_by_replica_counts_and_keeps_the_stable_count(
+    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+    apps: client.AppsV1Api, namespace: str,
+) -> None:
+    model, v2 = two_versions(stack, namespace)
+    steps = [{"weight": 25, "pause": "2s"}, {"weight": 50, "pause": "2s"}]
+    out = canary_spec(model, steps=steps, analysis=None, traffic=None)
+    out["serving"]["replicas"] = 3
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", out))
+    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    seen: list[tuple[int, int, int | None]] = []
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        deps = deployments(apps, namespace)
+        st = status(custom, namespace, "scorer")
+        old, new = deps.get("scorer-v1"), deps.get(f"scorer-v{v2}")
+        row = (old.spec.replicas if old else 0, new.spec.replicas if new else 0,
+               (st.get("canary") or {}).get("weight"))
+        if not seen or seen[-1] != row:
+            seen.append(row)
+        if serving(v2)(st):
+            break
+        time.sleep(0.2)
+    assert serving(v2)(status(custom, namespace, "scorer")), seen
+    new_counts = [n for _, n, _ in seen if n]
+    assert new_counts[:2] == [1, 3] or 1 in new_counts, seen  # 25 %: 1 next to 3; 50 %: 3
+    assert all(o == 3 for o, _, w in seen if w is not None), f"stable scaled down: {seen}"
+    svc = client.CoreV1Api(apps.api_client).read_namespaced_service("scorer", namespace)
+    assert "modeldeploy.io/version" not in svc.spec.selector, "one Service over all versions"
+    weights = [w for _, _, w in seen if w]
+    assert (weights and max(weights) <= 100 and 25 in weights) or 50 in weights, seen
+
+
+def test_blue_green_previews_then_switches_at_once_and_keeps_the_old_version_a_while(
+    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+    apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str,
+) -> None:
+    model, v2 = two_versions(stack, namespace)
+    out = spec(model, replicas=1, rollout={
+        "strategy": "blueGreen", "blueGreen": {"autoPromote": False, "scaleDownDelay": "8s"}})
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", out))
+    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2)
+    wait_status(custom, namespace, "scorer", lambda s: s.get("phase") == "Paused",
+                timeout=60, what="preview Ready, waiting for promote")
+    preview = core.read_namespaced_service("scorer-preview", namespace)
+    assert preview.spec.selector["modeldeploy.io/version"] == v2
+    entry = core.read_namespaced_service("scorer", namespace)
+    assert entry.spec.selector["modeldeploy.io/version"] == "1", "no traffic before the switch"
+    kubectl("annotate", "mdep", "scorer", "modeldeploy.io/request=promote", "--overwrite")
+    st = wait_status(custom, namespace, "scorer", serving(v2), timeout=30,
+                     what="switched on promote")
+    switched = time.monotonic()
+    entry = core.read_namespaced_service("scorer", namespace)
+    assert entry.spec.selector["modeldeploy.io/version"] == v2
+    assert release(st).get("state") == "Switched"
+    assert "scorer-v1" in deployments(apps, namespace), "the old version stays up"
+    eventually(lambda: "scorer-v1" not in deployments(apps, namespace), timeout=60,
+               what="old version removed after the window")
+    assert time.monotonic() - switched >= 6, "removed before scaleDownDelay"
+
+
+@pytest.mark.parametrize("move", ["back-to-stable", "third-version", "steps-edited"])
+def test_changes_mid_canary_end_as_specified(
+    stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+    apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str, route: RouteWatch,
+    move: str,
+) -> None:
+    model, v2 = two_versions(stack, namespace)
+    v3 = str(seed_model(stack, name=model, bias=2.0)["version"])
+    steps = [{"weight": 20, "pause": "1h"}, {"weight": 60, "pause": "1h"}]
+    kubectl("apply", "-f", "-", stdin=manifest("scorer", canary_spec(
+        model, steps=steps, analysis=None)))
+    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    mlflow_client(stack).set_registered_model_alias(model, "champion", v2)
+    wait_status(custom, namespace, "scorer",
+                lambda s: (s.get("canary") or {}).get("weight") == 20, what="at 20 %")
+    if move == "back-to-stable":
+        mlflow_client(stack).set_registered_model_alias(model, "champion", "1")
+        st = wait_status(custom, namespace, "scorer",
+                         lambda s: s.get("canary") is None and s.get("phase") == "Stable",
+                         what="release ended, version 1 keeps serving")
+        assert st["history"][0]["outcome"] == "Abandoned"
+        eventually(lambda: set(deployments(apps, namespace)) == {"scorer-v1"}, timeout=30,
+                   what="no stray version 2")
+        assert route.weights_of(f"scorer-v{v2}")[-1] == 0
+    elif move == "third-version":
+        mlflow_client(stack).set_registered_model_alias(model, "champion", v3)
+        wait_status(custom, namespace, "scorer",
+                    lambda s: (s.get("canary") or {}).get("version") == v3 and
+                    (s.get("canary") or {}).get("weight") == 20, timeout=60,
+                    what="version 3 starts at step 0")
+        eventually(lambda: f"scorer-v{v2}" not in deployments(apps, namespace), timeout=30,
+                   what="version 2 dropped")
+        assert route.weights_of(f"scorer-v{v2}")[-1] == 0
+        assert route.weights_of(f"scorer-v{v3}") in ([0, 20], [20])
+    else:
+        edited = canary_spec(model, steps=[{"weight": 5, "pause": "1h"},
+                                           {"weight": 10, "pause": "1h"}], analysis=None)
+        kubectl("apply", "-f", "-", stdin=manifest("scorer", edited))
+        wait_status(custom, namespace, "scorer",
+                    lambda s: (s.get("canary") or {}).get("weight") == 5, timeout=30,
+                    what="the weight follows the edited step")
+        assert max(route.weights_of(f"scorer-v{v2}")[-1:]) <= 5
+    services = {s.metadata.name for s in core.list_namespaced_service(namespace).items}
+    assert len(services) == len(set(services))
