@@ -67,8 +67,13 @@ def test_kill_9_at_random_moments_never_changes_how_a_release_ends(
     try:
         for version in versions:
             mlflow_client(stack).set_registered_model_alias(model, "champion", version)
+            # The clock starts when the release does (the alias is polled every 5 s); its
+            # steps and promotion take ~10 s, and a kill may also land just after.
+            wait_status(custom, namespace, "scorer",
+                        lambda s, v=version: (s.get("canary") or {}).get("version") == v,
+                        timeout=60, what=f"release of version {version} started")
             started = time.monotonic()
-            for at in sorted(rng.uniform(0.0, 14.0) for _ in range(KILLS_PER_RELEASE)):
+            for at in sorted(rng.uniform(0.0, 12.0) for _ in range(KILLS_PER_RELEASE)):
                 time.sleep(max(0.0, started + at - time.monotonic()))
                 st = status(custom, namespace, "scorer")
                 killed_in.append(release(st).get("state") or st.get("phase") or "?")
@@ -86,7 +91,7 @@ def test_kill_9_at_random_moments_never_changes_how_a_release_ends(
         route.stop()
     print(f"\nkilled in states: {killed_in}")
     assert len(killed_in) == KILLS_PER_RELEASE * RELEASES
-    assert len(set(killed_in)) >= 3, f"kills not spread over states: {killed_in}"
+    assert len(set(killed_in) - {"Stable"}) >= 2, f"kills not spread over states: {killed_in}"
     services = sorted(s.metadata.name for s in core.list_namespaced_service(namespace).items)
     assert services == ["scorer", f"scorer-v{versions[-1]}"], services
     promoted = [m for _, r, m in events(core, namespace, "scorer") if r == "Promoted"]
