@@ -278,7 +278,8 @@ def test_kubectl_get_is_narrow_and_wide_shows_the_rest(
     header = kubectl("get", "mdep").splitlines()[0].split()
     assert header == ["NAME", "MODEL", "STABLE", "PHASE", "AGE"]
     wide = kubectl("get", "mdep", "-o", "wide").splitlines()[0].split()
-    assert wide == ["NAME", "MODEL", "SELECTOR", "STABLE", "CANARY", "WEIGHT", "PHASE", "AGE"]
+    assert wide == ["NAME", "MODEL", "SELECTOR", "STABLE", "CANARY", "WEIGHT", "STEP", "PHASE",
+                    "AGE"]
     assert json.loads(kubectl("get", "mdep", "scorer", "-o", "json"))["status"]["phase"] == \
         "Stable"
 
