@@ -360,3 +360,29 @@ def test_blue_green_switches_at_once_and_keeps_the_old_version_for_the_window() 
         assert (w.now - switched).total_seconds() < 120
     assert (w.now - switched).total_seconds() >= 60
     assert w.status.rollout is None
+
+
+def test_blue_green_abort_within_the_window_switches_back_at_once() -> None:
+    spec_rollout = {"strategy": "blueGreen", "blueGreen": {"scaleDownDelay": "5m"}}
+    w = World(spec={"model": {"name": "fraud-scorer", "alias": "champion"},
+                    "serving": {"replicas": 2}, "rollout": spec_rollout})
+    w.tick()
+    w.available.add("1")
+    w.tick()
+    w.registry = resolved("2")
+    w.tick()
+    w.available.add("2")
+    for _ in range(5):
+        w.tick()
+    assert w.status.stable.version == "2" and state(w) is ReleaseState.SWITCHED
+    w.request = "abort"
+    w.tick()
+    assert w.status.stable.version == "1", "the previous version serves again at once"
+    entry = w.child("Service", "scorer")
+    assert entry.fingerprint is not None
+    assert w.status.history[0].outcome is Outcome.ROLLED_BACK
+    assert state(w) is ReleaseState.ABORTED
+    for _ in range(5):
+        w.tick()
+    assert w.versions() == {"1"}, "version 2 removed, not released again"
+    assert w.status.lastRequest is not None and "switched back" in w.status.lastRequest.result

@@ -170,9 +170,9 @@ class Release(_Status):
         "(the last measurement was not successful; the next successful one resumes)."))
     switchedAt: str | None = Field(default=None, description=(
         "Blue-green: when traffic switched (the old version scales down scaleDownDelay later)."))
-    previousVersion: str | None = Field(default=None, description=(
+    previous: VersionInfo | None = Field(default=None, description=(
         "Blue-green: the version that served before the switch, kept up until scaleDownDelay "
-        "has passed."))
+        "has passed (an abort meanwhile switches back to it at once)."))
     reason: str | None = Field(default=None, description=(
         "Why it rolled back: AnalysisFailed, AnalysisInconclusive, AnalysisErrors, "
         "ProgressDeadlineExceeded or Aborted (a request)."))

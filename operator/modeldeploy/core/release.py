@@ -48,6 +48,7 @@ from modeldeploy.api.status import (
     RolloutState,
     RolloutType,
     Stable,
+    VersionInfo,
 )
 from modeldeploy.core import analysis, durations, report
 from modeldeploy.core.conditions import timestamp
@@ -307,8 +308,8 @@ def _switched(w: Working, f: Facts, release: Release) -> None:
     switched = _at(release.switchedAt) or f.now
     ends = switched + dt.timedelta(seconds=delay)
     if f.now < ends:
-        if release.previousVersion:
-            w.keep.add(release.previousVersion)
+        if release.previous is not None:
+            w.keep.add(release.previous.version)
         w.wake.append(ends)
         return
     w.rollout = None  # the previous version's children go with this plan
@@ -332,15 +333,35 @@ def promote(w: Working, ts: str) -> None:
 def _switch(w: Working, f: Facts, release: Release) -> None:
     """Blue-green: all traffic to the new version at once; the previous one stays up for
     scaleDownDelay."""
-    previous = w.stable.version if w.stable is not None else None
+    previous = w.stable
     promote(w, f.ts)
     w.promoted = previous is None
     if previous is None:
         return
+    info = VersionInfo(**previous.model_dump(include=set(VersionInfo.model_fields)))
     w.rollout = RolloutState(type=RolloutType.BLUE_GREEN, blueGreen=release.model_copy(update={
-        "state": S.SWITCHED, "switchedAt": f.ts, "weight": 100, "previousVersion": previous,
+        "state": S.SWITCHED, "switchedAt": f.ts, "weight": 100, "previous": info,
         "stepStartedAt": None, "stepEndsAt": None, "pausedBy": None}))
-    w.keep.add(previous)
+    w.keep.add(previous.version)
+
+
+def _switch_back(w: Working, f: Facts, release: Release) -> str:
+    """Blue-green abort within the window: the previous version, still up, serves again at
+    once; the switched-to version is rejected like a rolled-back canary."""
+    previous = release.previous
+    if previous is None or w.stable is None:
+        return "nothing to switch back to"
+    rejected = w.stable.version
+    w.history.insert(0, HistoryEntry(version=rejected, outcome=Outcome.ROLLED_BACK,
+                                     reason="abort request after the switch", at=f.ts))
+    w.stable = Stable(**previous.model_dump(), since=f.ts)
+    w.canary = None
+    w.set_release(release.model_copy(update={
+        "version": rejected, "state": S.ABORTED, "reason": "Aborted",
+        "message": f"switched back to version {previous.version}", "previous": None}))
+    w.events.append(Event("Warning", "RolledBack", f"switched back from version {rejected} to "
+                                                   f"version {previous.version}"))
+    return f"switched back to version {previous.version}"
 
 
 def _roll_back(w: Working, f: Facts, release: Release, reason: str, message: str) -> None:
@@ -469,6 +490,8 @@ def _apply_request(w: Working, f: Facts, action: str, release: Release | None) -
                                          reason="retry request", at=f.ts))
         w.rollout = None  # decide() starts the version again from Starting
         return f"version {release.version} is released again"
+    if action == "abort" and release is not None and state is S.SWITCHED:
+        return _switch_back(w, f, release)
     if release is None or state in (S.ABORTED, S.ROLLING_BACK, S.SWITCHED):
         return f"no release in progress to {action}"
     if action == "abort":

@@ -196,7 +196,8 @@ def _release_view(rollout: RolloutState | None, spec: ModelDeploymentSpec,
         return _ReleaseView(Phase.ROLLING_BACK, text, progressing=("RollingBack", text),
                             degraded=(rel.reason or "RollingBack", text))
     if rel.state is ReleaseState.SWITCHED:
-        text = (f"switched to version {v}; version {rel.previousVersion} stays up until "
+        previous = rel.previous.version if rel.previous else "?"
+        text = (f"switched to version {v}; version {previous} stays up until "
                 f"{spec.rollout.blueGreen.scaleDownDelay if spec.rollout.blueGreen else '30s'}"
                 " after the switch")
         return _ReleaseView(Phase.STABLE, text)
