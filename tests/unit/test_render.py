@@ -205,3 +205,9 @@ def test_the_fingerprint_sees_a_changed_service_selector() -> None:
     assert render.fingerprint("Service", live) == render.fingerprint("Service", svc)
     live["spec"]["selector"][render.LABEL_VERSION] = "9"
     assert render.fingerprint("Service", live) != render.fingerprint("Service", svc)
+
+
+def test_pods_carry_the_app_and_version_labels_istio_telemetry_reads() -> None:
+    labels = deployment()["spec"]["template"]["metadata"]["labels"]
+    assert labels["app"] == render.label_value(OWNER.name)
+    assert labels["version"] == deployment()["metadata"]["labels"][render.LABEL_VERSION]

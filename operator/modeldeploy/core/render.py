@@ -242,7 +242,10 @@ def render_deployment(owner: Owner, spec: ModelDeploymentSpec, served: ServedVer
     serving = spec.serving
     name = child_name(owner.name, served.version)
     labels = _labels(owner, spec, served.version)
-    pod_labels = {**(serving.podLabels or {}), **labels}
+    # Istio's telemetry names workloads by the pods' app and version labels
+    # (destination_app, destination_version): the istio-* analysis templates rely on them.
+    istio = {"app": label_value(owner.name), "version": served.version}
+    pod_labels = {**istio, **(serving.podLabels or {}), **labels}
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
