@@ -362,7 +362,7 @@ def test_blue_green_previews_then_switches_at_once_and_keeps_the_old_version_a_w
     assert time.monotonic() - switched >= 6, "removed before scaleDownDelay"
 
 
-@pytest.mark.parametrize("move", ["back-to-stable", "third-version", "steps-edited"])
+@pytest.mark.parametrize("move", ["back-to-stable", "third-version", "steps-edited", "abort"])
 def test_changes_mid_canary_end_as_specified(
     stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
     apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str, route: RouteWatch,
@@ -396,6 +396,15 @@ def test_changes_mid_canary_end_as_specified(
                    what="version 2 dropped")
         assert route.weights_of(f"scorer-v{v2}")[-1] == 0
         assert route.weights_of(f"scorer-v{v3}") in ([0, 20], [20])
+    elif move == "abort":
+        kubectl("annotate", "mdep", "scorer", "modeldeploy.io/request=abort", "--overwrite")
+        st = wait_status(custom, namespace, "scorer",
+                         lambda s: release(s).get("state") == "Aborted", timeout=30,
+                         what="aborted on request")
+        assert release(st)["reason"] == "Aborted" and st["lastRequest"]["action"] == "abort"
+        assert route.weights_of(f"scorer-v{v2}")[-1] == 0
+        eventually(lambda: set(deployments(apps, namespace)) == {"scorer-v1"}, timeout=30,
+                   what="version 2 scaled down")
     else:
         edited = canary_spec(model, steps=[{"weight": 5, "pause": "1h"},
                                            {"weight": 10, "pause": "1h"}], analysis=None)
