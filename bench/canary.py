@@ -100,7 +100,7 @@ def rollout_run(info: StackInfo, api: client.ApiClient, custom: client.CustomObj
     times = [route.first_time(backend, w) for w in (20, 50, 100)]
     assert all(t is not None for t in times), route.seen
     return [float(b) - float(a) - p for a, b, p in
-            zip(times, times[1:], pauses, strict=True)]  # type: ignore[arg-type]
+            zip(times[:-1], times[1:], pauses, strict=True)]  # type: ignore[arg-type]
 
 
 def main() -> None:
