@@ -137,7 +137,12 @@ def _at(text: str | None) -> dt.datetime | None:
 
 
 def _later(now: dt.datetime, seconds: float) -> str:
-    return timestamp(now + dt.timedelta(seconds=seconds))
+    """``now + seconds`` as a status time, rounded *up* to the whole second status times
+    have: a pause is never shorter than configured."""
+    when = now + dt.timedelta(seconds=seconds)
+    if when.microsecond:
+        when += dt.timedelta(microseconds=1_000_000 - when.microsecond)
+    return timestamp(when)
 
 
 def wanted_weight(rollout: Rollout, release: Release, *, candidate_ready: bool) -> int:
