@@ -336,15 +336,21 @@ def test_the_replicas_router_turns_weights_into_replica_counts() -> None:
     assert w.status.stable.version == "2"
 
 
-def test_blue_green_switches_at_once_and_keeps_the_old_version_for_the_window() -> None:
-    spec_rollout = {"strategy": "blueGreen", "blueGreen": {"scaleDownDelay": "1m"}}
+def blue_green_at_v2(delay: str) -> World:
+    """Version 1 stable under blue-green; version 2 resolved and starting."""
+    spec_rollout = {"strategy": "blueGreen", "blueGreen": {"scaleDownDelay": delay}}
     w = World(spec={"model": {"name": "fraud-scorer", "alias": "champion"},
-                     "serving": {"replicas": 2}, "rollout": spec_rollout})
+                    "serving": {"replicas": 2}, "rollout": spec_rollout})
     w.tick()
     w.available.add("1")
     w.tick()
     w.registry = resolved("2")
     w.tick()
+    return w
+
+
+def test_blue_green_switches_at_once_and_keeps_the_old_version_for_the_window() -> None:
+    w = blue_green_at_v2("1m")
     assert ("Service", "scorer-preview") in w.children
     assert state(w) is ReleaseState.STARTING
     w.available.add("2")
@@ -363,14 +369,7 @@ def test_blue_green_switches_at_once_and_keeps_the_old_version_for_the_window() 
 
 
 def test_blue_green_abort_within_the_window_switches_back_at_once() -> None:
-    spec_rollout = {"strategy": "blueGreen", "blueGreen": {"scaleDownDelay": "5m"}}
-    w = World(spec={"model": {"name": "fraud-scorer", "alias": "champion"},
-                    "serving": {"replicas": 2}, "rollout": spec_rollout})
-    w.tick()
-    w.available.add("1")
-    w.tick()
-    w.registry = resolved("2")
-    w.tick()
+    w = blue_green_at_v2("5m")
     w.available.add("2")
     for _ in range(5):
         w.tick()
