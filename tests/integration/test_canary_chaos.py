@@ -93,7 +93,8 @@ def test_kill_9_at_random_moments_never_changes_how_a_release_ends(
         route.stop()
     print(f"\nkilled in states: {killed_in}")
     assert len(killed_in) == KILLS_PER_RELEASE * RELEASES
-    assert len(set(killed_in) - {"Stable"}) >= 3, f"kills not spread over states: {killed_in}"
+    steps_hit = {k.split(":")[1] for k in killed_in if ":" in k}
+    assert steps_hit >= {"0", "1"}, f"kills did not land on both steps: {killed_in}"
     services = sorted(s.metadata.name for s in core.list_namespaced_service(namespace).items)
     assert services == ["scorer", f"scorer-v{versions[-1]}"], services
     promoted = [m for _, r, m in events(core, namespace, "scorer") if r == "Promoted"]
