@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.core import render
 from modeldeploy.core.render import Owner, child_name
 from modeldeploy.core.world import Child, Split
 
@@ -68,7 +69,16 @@ class WeightedRouter:
 
     #: The kind of the route object (``HTTPRoute``, ``VirtualService``), named ``<name>``.
     kind: str
+    api_version: str
     entry_all_versions = False
+
+    def route_object(self, owner: Owner, spec: ModelDeploymentSpec,
+                     route_spec: dict[str, Any]) -> dict[str, Any]:
+        """The route object ``<name>`` with ``route_spec``, owned and labelled like every
+        child."""
+        return render.finish({"apiVersion": self.api_version, "kind": self.kind,
+                              "metadata": render.meta(owner, spec, child_name(owner.name), None),
+                              "spec": route_spec})
 
     def kinds(self) -> tuple[str, ...]:
         return (self.kind,)

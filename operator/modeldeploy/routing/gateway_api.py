@@ -18,6 +18,7 @@ API_VERSION = "gateway.networking.k8s.io/v1"
 class GatewayAPIRouter(WeightedRouter):
     name = "gatewayAPI"
     kind = KIND
+    api_version = API_VERSION
 
     def render(self, owner: Owner, spec: ModelDeploymentSpec,
                split: Split) -> list[dict[str, Any]]:
@@ -32,7 +33,4 @@ class GatewayAPIRouter(WeightedRouter):
         }
         if gw.hostnames:
             route_spec["hostnames"] = list(gw.hostnames)
-        return [render.finish({"apiVersion": API_VERSION, "kind": KIND,
-                               "metadata": render.meta(owner, spec,
-                                                       render.child_name(owner.name), None),
-                               "spec": route_spec})]
+        return [self.route_object(owner, spec, route_spec)]

@@ -19,6 +19,7 @@ API_VERSION = "networking.istio.io/v1"
 class IstioRouter(WeightedRouter):
     name = "istio"
     kind = KIND
+    api_version = API_VERSION
 
     def render(self, owner: Owner, spec: ModelDeploymentSpec,
                split: Split) -> list[dict[str, Any]]:
@@ -34,7 +35,4 @@ class IstioRouter(WeightedRouter):
         }
         if istio.gateways:
             vs_spec["gateways"] = list(istio.gateways)
-        return [render.finish({"apiVersion": API_VERSION, "kind": KIND,
-                               "metadata": render.meta(owner, spec,
-                                                       render.child_name(owner.name), None),
-                               "spec": vs_spec})]
+        return [self.route_object(owner, spec, vs_spec)]

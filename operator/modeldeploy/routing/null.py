@@ -1,7 +1,8 @@
-"""The null router: no route object of its own (``traffic`` unset, or ``router: replicas``).
+"""The null router: no route object of its own (``traffic`` unset, or ``router: replicas``,
+for any release but a canary).
 
 Traffic reaches the stable version through the entry Service ``<name>``, whose selector moves
-when a version is promoted. Weighted splits by replica counts arrive with canary releases.
+when a version is promoted. The replicas router builds on it for canaries.
 """
 
 from __future__ import annotations

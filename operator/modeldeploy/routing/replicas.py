@@ -10,23 +10,16 @@ read from the Ready replicas, never the requested weight.
 
 from __future__ import annotations
 
-from typing import Any
-
-from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.core.render import Owner
 from modeldeploy.core.world import Child, Split
+from modeldeploy.routing.null import NullRouter
 
 
-class ReplicasRouter:
+class ReplicasRouter(NullRouter):
+    """Like the null router, no route object; the entry Service selects every version."""
+
     name = "replicas"
     entry_all_versions = True
-
-    def kinds(self) -> tuple[str, ...]:
-        return ()
-
-    def render(self, owner: Owner, spec: ModelDeploymentSpec,
-               split: Split) -> list[dict[str, Any]]:
-        return []
 
     def live_split(self, owner: Owner, children: tuple[Child, ...]) -> Split | None:
         ready = {c.version: c.ready for c in children
