@@ -29,14 +29,16 @@ from tests.integration.conftest import Kubectl
 from tests.support.wait import eventually
 
 
+async def _query(url: str, promql: str, timeout: float) -> QueryResult:
+    provider = PrometheusProvider(base_url=url, timeout=timeout)
+    try:
+        return await provider.query(promql)
+    finally:
+        await provider.close()
+
+
 def ask(url: str, promql: str, *, timeout: float = 10.0) -> QueryResult:
-    async def scenario() -> QueryResult:
-        provider = PrometheusProvider(base_url=url, timeout=timeout)
-        try:
-            return await provider.query(promql)
-        finally:
-            await provider.close()
-    return asyncio.run(scenario())
+    return asyncio.run(_query(url, promql, timeout))
 
 
 def free_loopback_port() -> int:
@@ -66,11 +68,7 @@ def ask_fake(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
              promql: str = "up", *, timeout: float = 5.0) -> QueryResult:
     async def scenario() -> QueryResult:
         async with fake_server(handler) as url:
-            provider = PrometheusProvider(base_url=url, timeout=timeout)
-            try:
-                return await provider.query(promql)
-            finally:
-                await provider.close()
+            return await _query(url, promql, timeout)
     return asyncio.run(scenario())
 
 
