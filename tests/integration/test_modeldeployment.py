@@ -366,6 +366,13 @@ INVALID = [
     ({"model": {"name": "m", "alias": "a"}, "serving": {"replicaz": 2}}, "spec.serving.replicaz",
      "unknown field"),
     ({"serving": {"replicas": 1}}, "spec.model", "Required value"),
+    ({"model": {"name": "m", "alias": "a"}, "rollout": {"steps": [{"weight": 10}], "analysis": {
+        "interval": "500ms", "metrics": [{"name": "e", "template": "error-rate", "max": 1}]}}},
+     "spec.rollout.analysis.interval", "analysis interval must be at least 1s"),
+    ({"model": {"name": "m", "alias": "a"},
+      "serving": {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}},
+      "rollout": {"steps": [{"weight": 10}]}},
+     "spec.serving.autoscaling", "splits traffic by replica counts"),
 ]
 
 

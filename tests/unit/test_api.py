@@ -78,6 +78,12 @@ INVALID = [
          {"name": "e", "template": "error-rate"}]}}),
      "at least one of min, max and maxIncrease"),
     ("canary without steps", spec(rollout={"strategy": "canary"}), "at least one step"),
+    ("analysis interval 0s", spec(rollout={"steps": [{"weight": 10}], "analysis": {
+        "interval": "0s", "metrics": [{"name": "e", "template": "error-rate", "max": 1}]}}),
+     "analysis interval must be at least 1s"),
+    ("replicas canary with an autoscaler",
+     spec(serving={"autoscaling": {"minReplicas": 1, "maxReplicas": 3}},
+          rollout={"steps": [{"weight": 10}]}), "splits traffic by replica counts"),
     ("pause that is not a duration", spec(rollout={"steps": [{"weight": 10, "pause": "soon"}]}),
      "pause"),
     ("unknown field", spec(serving={"replicaz": 2}), "replicaz"),

@@ -336,11 +336,16 @@ def test_the_replicas_router_turns_weights_into_replica_counts() -> None:
     assert w.status.stable.version == "2"
 
 
-def blue_green_at_v2(delay: str) -> World:
+def blue_green_at_v2(delay: str, *, traffic: dict[str, Any] | None = None,
+                     auto_promote: bool = True, **rollout: Any) -> World:
     """Version 1 stable under blue-green; version 2 resolved and starting."""
-    spec_rollout = {"strategy": "blueGreen", "blueGreen": {"scaleDownDelay": delay}}
-    w = World(spec={"model": {"name": "fraud-scorer", "alias": "champion"},
-                    "serving": {"replicas": 2}, "rollout": spec_rollout})
+    spec_rollout = {"strategy": "blueGreen", **rollout,
+                    "blueGreen": {"scaleDownDelay": delay, "autoPromote": auto_promote}}
+    spec: dict[str, Any] = {"model": {"name": "fraud-scorer", "alias": "champion"},
+                            "serving": {"replicas": 2}, "rollout": spec_rollout}
+    if traffic is not None:
+        spec["traffic"] = traffic
+    w = World(spec=spec)
     w.tick()
     w.available.add("1")
     w.tick()

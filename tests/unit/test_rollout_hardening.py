@@ -207,8 +207,8 @@ def test_the_plan_carries_the_split_and_the_router_reads_it_back() -> None:
     w.available.add("1")
     plan = w.tick()
     assert plan.traffic is not None and plan.traffic.as_dict() == {"1": 100}
-    router, note = router_for(w.observed().spec)  # type: ignore[arg-type]
-    assert isinstance(router, GatewayAPIRouter) and note is None
+    router = router_for(w.observed().spec)  # type: ignore[arg-type]
+    assert isinstance(router, GatewayAPIRouter)
     owner = render.Owner("scorer", "ml", "uid-1")
     live = router.live_split(owner, tuple(w.children.values()))
     assert live is not None and live.as_dict() == {"1": 100}
@@ -217,8 +217,8 @@ def test_the_plan_carries_the_split_and_the_router_reads_it_back() -> None:
 def test_the_null_router_renders_nothing() -> None:
     spec = World().observed().spec
     assert spec is not None
-    router, note = router_for(spec)
-    assert isinstance(router, NullRouter) and note is None
+    router = router_for(spec)
+    assert isinstance(router, NullRouter)
     split = Split.all_to("1")
     assert router.render(render.Owner("a", "b", "c"), spec, split) == []
     assert router.live_split(render.Owner("a", "b", "c"), ()) is None

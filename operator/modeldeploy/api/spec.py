@@ -260,7 +260,7 @@ class Serving(_Model):
         return self
 
 
-# --- traffic and rollout (validated now, acted on by progressive delivery) ------------------
+# --- traffic and rollout ---------------------------------------------------------------------
 
 
 class Router(StrEnum):
@@ -332,7 +332,8 @@ class Step(_Model):
     pause: str | None = Field(default=None, pattern=PAUSE_PATTERN, max_length=32, description=(
         "How long to hold this weight (analysis keeps running) before the next step. Empty "
         "(\"\"): hold until a human resumes or promotes. Absent: move on once the weight is "
-        "live and, with analysis, one interval has passed."))
+        "live and, with analysis, a measurement at this weight (one interval after it went "
+        "live) succeeded."))
 
     def waits_for_human(self) -> bool:
         return self.pause == ""
@@ -410,9 +411,17 @@ class AnalysisMetric(_Model):
         return self
 
 
+#: The shortest analysis interval: a query window below a scrape or two measures nothing.
+MIN_ANALYSIS_INTERVAL = "1s"
+INTERVAL_RULE = f"analysis interval must be at least {MIN_ANALYSIS_INTERVAL}"
+
+
+@rules(Rule(f"!has(self.interval) || duration(self.interval) >= "
+            f"duration('{MIN_ANALYSIS_INTERVAL}')", INTERVAL_RULE, field_path=".interval"))
 class Analysis(_Model):
     interval: Duration = Field(default="1m", description=(
-        "Time between measurements, and the window each query looks back over."))
+        "Time between measurements, and the window each query looks back over (at least "
+        "1s)."))
     failureLimit: int = Field(default=0, ge=0, le=100, description=(
         "Failed measurements tolerated; one more rolls the release back."))
     inconclusiveLimit: int = Field(default=3, ge=0, le=100, description=(
@@ -422,10 +431,17 @@ class Analysis(_Model):
         "Measurement errors in a row (Prometheus down, a PromQL error) tolerated; one more "
         "rolls the release back."))
     minRequests: int = Field(default=0, ge=0, description=(
-        "Requests the new version must have served within an interval for a measurement to "
-        "count (fewer: Inconclusive)."))
+        "Requests the new version must have served within an interval for a measurement of a "
+        "built-in template to count (fewer: Inconclusive). A query metric counts no requests: "
+        "make its query return nothing when there are too few."))
     metrics: list[AnalysisMetric] = Field(default_factory=list, max_length=32,
                                           description="What to measure.")
+
+    @model_validator(mode="after")
+    def _interval(self) -> Self:
+        if durations.parse(self.interval) < durations.parse(MIN_ANALYSIS_INTERVAL):
+            raise ValueError(INTERVAL_RULE)
+        return self
 
 
 class BlueGreen(_Model):
@@ -471,6 +487,16 @@ class Rollout(_Model):
         return self
 
 
+REPLICAS_AUTOSCALING_RULE = (
+    "a canary with the replicas router splits traffic by replica counts, which an autoscaler "
+    "would change: use traffic.router gatewayAPI or istio, or drop serving.autoscaling")
+
+
+@rules(Rule("!(has(self.rollout) && (!has(self.rollout.strategy) || "
+            "self.rollout.strategy == 'canary') && (!has(self.traffic) || "
+            "!has(self.traffic.router) || self.traffic.router == 'replicas') && "
+            "has(self.serving) && has(self.serving.autoscaling))",
+            REPLICAS_AUTOSCALING_RULE, field_path=".serving.autoscaling"))
 class ModelDeploymentSpec(_Model):
     model: ModelRef = Field(description="Which registered model version to serve.")
     serving: Serving = Field(default_factory=Serving, description="How each version is served.")
@@ -479,6 +505,14 @@ class ModelDeploymentSpec(_Model):
         "VirtualService (istio), or one Service over all versions (replicas)."))
     rollout: Rollout | None = Field(default=None, description=(
         "How a new version is released (absent: a rolling switch once it is Ready)."))
+
+    @model_validator(mode="after")
+    def _replicas_split_without_autoscaler(self) -> Self:
+        router = self.traffic.router if self.traffic else Router.REPLICAS
+        if self.rollout is not None and self.rollout.strategy is Strategy.CANARY and \
+                router is Router.REPLICAS and self.serving.autoscaling is not None:
+            raise ValueError(REPLICAS_AUTOSCALING_RULE)
+        return self
 
 
 __all__ = [

@@ -115,7 +115,8 @@ class ReleaseState(StrEnum):
 
     STARTING = "Starting"  # the new version's pods come up; it has no traffic
     STEPPING = "Stepping"  # holding a step's weight while analysis runs
-    PAUSED = "Paused"  # waiting for a human (a step with an empty pause, or a pause request)
+    PAUSED = "Paused"  # a step with an empty pause or a pause request (waits for a human), or
+    # an unsuccessful measurement (the next successful one moves on)
     PROMOTING = "Promoting"  # all traffic moves to the new version; it becomes stable next
     ROLLING_BACK = "RollingBack"  # traffic returns to the stable version, then it scales down
     ABORTED = "Aborted"  # rolled back; not deployed again while the selector points at it
@@ -161,6 +162,9 @@ class Release(_Status):
     weight: int = Field(default=0, description=(
         "Percent of traffic the new version has, read back from the live route."))
     startedAt: str | None = Field(default=None, description="When the release started.")
+    notReadySince: str | None = Field(default=None, description=(
+        "Since when the new version has not been Ready at its current size (absent: it is); "
+        "progressDeadline counts from here."))
     stepStartedAt: str | None = Field(default=None, description=(
         "When the current step's weight was confirmed on the route."))
     stepEndsAt: str | None = Field(default=None, description=(
@@ -222,7 +226,8 @@ class Resolved(VersionInfo):
 
 class HistoryEntry(_Status):
     version: str = Field(description="Model version.")
-    outcome: Outcome = Field(description="Promoted, Replaced, RolledBack or Abandoned.")
+    outcome: Outcome = Field(description=(
+        "Promoted, Replaced, RolledBack, Abandoned or Retried."))
     reason: str | None = Field(default=None, description="Why.")
     at: str | None = Field(default=None, description="When.")
 

@@ -101,6 +101,7 @@ def start(w: Working, rollout: Rollout, *, version: str, ts: str) -> None:
     """A new release of ``version`` (already w.canary): Starting, no traffic."""
     kind = RolloutType.CANARY if rollout.strategy is Strategy.CANARY else RolloutType.BLUE_GREEN
     w.rollout = state_of(kind, Release(version=version, state=S.STARTING, startedAt=ts,
+                                       notReadySince=ts,
                                        analysis=AnalysisStatus() if rollout.analysis else None))
 
 
@@ -119,6 +120,9 @@ class Facts:
     #: The registry's current answer is the release's version (retry needs that).
     resolved_version: str | None
     request: str | None = None
+    #: The apiserver refused one of the children this observation asked for: nothing that
+    #: assumes the plan is live (a blue-green switch) may happen.
+    apply_refused: bool = False
     measurements: tuple[Measurement, ...] = ()
     requests: tuple[MeasurementRequest, ...] = ()
 
@@ -133,7 +137,14 @@ class Facts:
 
 
 def _at(text: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    """A status time; None when absent or unreadable (a hand-edited status is not a crash)."""
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _later(now: dt.datetime, seconds: float) -> str:
@@ -169,18 +180,36 @@ def advance(w: Working, f: Facts) -> None:
     if f.measurements:
         _record(w, f, release)
         return
-    if release.state in (S.STARTING, S.STEPPING, S.PAUSED, S.PROMOTING) and \
-            _deadline_passed(f, release):
-        _roll_back(w, f, release, "ProgressDeadlineExceeded",
-                   f"version {release.version} did not become Ready within "
-                   f"{f.rollout.progressDeadline}")
-        return
-    handler = {S.STARTING: _starting, S.STEPPING: _stepping, S.PAUSED: _paused,
-               S.PROMOTING: _promoting, S.ROLLING_BACK: _rolling_back,
-               S.SWITCHED: _switched}.get(release.state)
+    if release.state in (S.STARTING, S.STEPPING, S.PAUSED, S.PROMOTING):
+        release = _track_readiness(w, f, release)
+        if _deadline_passed(f, release):
+            _roll_back(w, f, release, "ProgressDeadlineExceeded",
+                       f"version {release.version} was not Ready at its size within "
+                       f"{f.rollout.progressDeadline}")
+            return
+    before = w.rollout
+    handler = {S.STARTING: _starting, S.STEPPING: _stepping, S.PROMOTING: _promoting,
+               S.ROLLING_BACK: _rolling_back, S.SWITCHED: _switched}.get(release.state)
     if handler is not None:
         handler(w, f, release)
-    _schedule_measurements(w, f)
+    # Measure only a release that stays where it is: a transition's new weight or state is
+    # not live yet, and a measurement now would be credited to it.
+    _schedule_measurements(w, f, now_allowed=w.rollout == before)
+
+
+def _track_readiness(w: Working, f: Facts, release: Release) -> Release:
+    """Keep ``notReadySince``: the progress deadline counts from when the new version last
+    stopped being Ready at its current size (or from the start), not from the start of the
+    release, so a pod restarting late in a long release is not a missed deadline."""
+    since = None if f.candidate_ready else (
+        release.notReadySince if _at(release.notReadySince) else f.ts)
+    if since != release.notReadySince:
+        release = release.model_copy(update={"notReadySince": since})
+        w.set_release(release)
+    if since is not None:
+        w.wake.append((_at(since) or f.now) + dt.timedelta(
+            seconds=durations.parse(f.rollout.progressDeadline)))
+    return release
 
 
 def _deadline_passed(f: Facts, release: Release) -> bool:
@@ -188,19 +217,14 @@ def _deadline_passed(f: Facts, release: Release) -> bool:
         return False
     if f.candidate_stuck:
         return True
-    started = _at(release.startedAt)
-    return started is not None and \
-        f.now >= started + dt.timedelta(seconds=durations.parse(f.rollout.progressDeadline))
+    since = _at(release.notReadySince) or f.now
+    return f.now >= since + dt.timedelta(seconds=durations.parse(f.rollout.progressDeadline))
 
 
 # --- states ---------------------------------------------------------------------------------
 
 
 def _starting(w: Working, f: Facts, release: Release) -> None:
-    started = _at(release.startedAt)
-    if started is not None:
-        w.wake.append(started + dt.timedelta(
-            seconds=durations.parse(f.rollout.progressDeadline)))
     if not f.candidate_ready:
         return
     w.set_release(release.model_copy(update={"state": S.STEPPING, "step": 0,
@@ -216,11 +240,19 @@ def _stepping(w: Working, f: Facts, release: Release) -> None:
             return
         _confirm_step(w, f, release, weight)
         return
+    spec = f.rollout.analysis
+    if spec is not None and spec.metrics and \
+            (release.analysis is None or release.analysis.nextAt is None):
+        # Analysis was added to the spec mid-release: the first window starts now.
+        w.set_release(release.model_copy(update={"analysis": (
+            release.analysis or AnalysisStatus()).model_copy(update={
+                "nextAt": _later(f.now, durations.parse(spec.interval))})}))
+        return
     ends = _at(release.stepEndsAt)
     if ends is not None and f.now < ends:
         w.wake.append(ends)
         return
-    if f.rollout.analysis and f.rollout.analysis.metrics and \
+    if spec is not None and spec.metrics and \
             (release.analysis is None or release.analysis.stepSuccesses < 1):
         return  # wait for a successful measurement at this weight
     _next_step(w, f, release, steps)
@@ -236,10 +268,12 @@ def _confirm_step(w: Working, f: Facts, release: Release, weight: int) -> None:
         w.wake.append(f.now + dt.timedelta(seconds=step.pause_seconds()))
     if step is not None and step.waits_for_human():
         update.update(state=S.PAUSED, pausedBy="Step")
-    analysis_status = release.analysis
-    if analysis_status is not None and analysis_status.nextAt is None and f.rollout.analysis:
-        update["analysis"] = analysis_status.model_copy(update={
-            "nextAt": _later(f.now, durations.parse(f.rollout.analysis.interval))})
+    spec = f.rollout.analysis
+    if spec is not None and spec.metrics:
+        # A fresh window at the new weight: the first measurement of this step covers
+        # nothing but this step's traffic.
+        update["analysis"] = (release.analysis or AnalysisStatus()).model_copy(update={
+            "nextAt": _later(f.now, durations.parse(spec.interval)), "stepSuccesses": 0})
     w.set_release(release.model_copy(update=update))
     if strategy_bg:
         w.events.append(Event("Normal", "PreviewReady",
@@ -258,6 +292,8 @@ def _next_step(w: Working, f: Facts, release: Release, steps: Sequence[object]) 
              if release.analysis is not None else None)
     if f.rollout.strategy is Strategy.BLUE_GREEN:
         bg = f.rollout.blueGreen
+        if f.apply_refused:
+            return  # the switch is a change of route: not while the apiserver refuses one
         if bg is not None and not bg.autoPromote:
             if release.state is not S.PAUSED:
                 w.set_release(release.model_copy(update={"state": S.PAUSED,
@@ -279,10 +315,6 @@ def _next_step(w: Working, f: Facts, release: Release, steps: Sequence[object]) 
         w.events.append(Event("Normal", "Promoting",
                               f"every step passed: moving all traffic to version "
                               f"{release.version}"))
-
-
-def _paused(w: Working, f: Facts, release: Release) -> None:
-    return  # a request, or a successful measurement after an inconclusive one, moves on
 
 
 def _promoting(w: Working, f: Facts, release: Release) -> None:
@@ -362,8 +394,9 @@ def _switch_back(w: Working, f: Facts, release: Release) -> str:
     w.stable = Stable(**previous.model_dump(), since=f.ts)
     w.canary = None
     w.set_release(release.model_copy(update={
-        "version": rejected, "state": S.ABORTED, "reason": "Aborted",
-        "message": f"switched back to version {previous.version}", "previous": None}))
+        "version": rejected, "state": S.ABORTED, "reason": "Aborted", "weight": 0,
+        "switchedAt": None, "message": f"switched back to version {previous.version}",
+        "previous": None}))
     w.events.append(Event("Warning", "RolledBack", f"switched back from version {rejected} to "
                                                    f"version {previous.version}"))
     return f"switched back to version {previous.version}"
@@ -373,15 +406,15 @@ def _roll_back(w: Working, f: Facts, release: Release, reason: str, message: str
     w.set_release(release.model_copy(update={
         "state": S.ROLLING_BACK, "reason": reason, "message": message[:512],
         "pausedBy": None, "stepEndsAt": None}))
-    w.events.append(Event("Warning", reason, f"rolling back version {release.version}: "
-                                             f"{message}"))
+    w.events.append(Event("Warning", "RollingBack",
+                          f"rolling back version {release.version} ({reason}): {message}"))
     w.wake.append(f.now + dt.timedelta(seconds=CONFIRM_REQUEUE))
 
 
 # --- analysis -------------------------------------------------------------------------------
 
 
-def measurements_due(w: Working, f: Facts) -> bool:
+def _measurements_due(w: Working, f: Facts) -> bool:
     release = w.release
     spec = f.rollout.analysis
     if release is None or spec is None or not spec.metrics or release.analysis is None:
@@ -392,16 +425,16 @@ def measurements_due(w: Working, f: Facts) -> bool:
     return due is not None and f.now >= due
 
 
-def _schedule_measurements(w: Working, f: Facts) -> None:
+def _schedule_measurements(w: Working, f: Facts, *, now_allowed: bool) -> None:
     release = w.release
     if release is None or release.analysis is None:
         return
-    if measurements_due(w, f):
+    if now_allowed and _measurements_due(w, f):
         w.measure = list(f.requests)
-    else:
-        due = _at(release.analysis.nextAt)
-        if due is not None and release.state in (S.STEPPING, S.PAUSED):
-            w.wake.append(due)
+        return
+    due = _at(release.analysis.nextAt)
+    if due is not None and release.state in (S.STEPPING, S.PAUSED):
+        w.wake.append(max(due, f.now + dt.timedelta(seconds=CONFIRM_REQUEUE)))
 
 
 def _record(w: Working, f: Facts, release: Release) -> None:
@@ -505,13 +538,17 @@ def _apply_request(w: Working, f: Facts, action: str, release: Release | None) -
     if action == "pause":
         if state is S.PAUSED:
             return "already paused"
+        if state is not S.STEPPING:
+            return (f"not pausable while {state.value if state else 'idle'}: a release pauses "
+                    "while it steps (or, blue-green, while its preview is analysed)")
         w.set_release(release.model_copy(update={"state": S.PAUSED, "pausedBy": "Request"}))
         return f"paused at step {release.step + 1}"
     if action == "resume":
         if state is not S.PAUSED:
             return f"not paused ({state.value if state else 'idle'})"
-        if release.pausedBy == "Step" or (f.rollout.strategy is Strategy.BLUE_GREEN
-                                          and release.stepStartedAt is not None):
+        if release.pausedBy == "Step" and f.rollout.strategy is Strategy.BLUE_GREEN:
+            return "the preview passed; with autoPromote off, a promote request switches"
+        if release.pausedBy == "Step":
             _next_step(w, f, release.model_copy(update={"state": S.STEPPING}),
                        list(f.rollout.steps or []))
         else:
@@ -521,6 +558,8 @@ def _apply_request(w: Working, f: Facts, action: str, release: Release | None) -
     if not f.candidate_ready:
         return f"version {release.version} is not Ready yet; promote again once it is"
     if f.rollout.strategy is Strategy.BLUE_GREEN:
+        if f.apply_refused:
+            return "the apiserver refuses a change this release needs; promote again later"
         _switch(w, f, release)
         return f"switched to version {release.version}"
     w.set_release(release.model_copy(update={"state": S.PROMOTING, "pausedBy": None,

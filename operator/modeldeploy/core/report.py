@@ -86,7 +86,7 @@ class _Conditions:
 
 def status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
            stable: Stable | None, canary: Canary | None, rollout: RolloutState | None,
-           history: list[HistoryEntry], note: str | None, last_request: Request | None = None,
+           history: list[HistoryEntry], last_request: Request | None = None,
            traffic: str | None = None) -> ModelDeploymentStatus:
     res, failure = obs.registry, obs.apply_failure
     conds = _Conditions(obs, now)
@@ -128,7 +128,8 @@ def status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
     else:
         conds.set(ConditionType.PROGRESSING, False, "Idle" if stable else "NoVersion", "")
 
-    notes = "".join(f"; {n}" for n in (note, _not_yet(spec)) if n)
+    not_yet = _not_yet(spec)
+    notes = f"; {not_yet}" if not_yet else ""
     if res.outcome is RegistryOutcome.NOT_FOUND:
         conds.set(ConditionType.READY, False, res.reason, _keeps_serving(res.message, stable))
     elif stable is not None and state != "down":

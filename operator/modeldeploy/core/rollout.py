@@ -74,7 +74,7 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
     st = obs.status
     w = Working(stable=st.stable, canary=st.canary, rollout=_rollout_of(st),
                 history=list(st.history), last_request=st.lastRequest)
-    router, note = router_for(spec)
+    router = router_for(spec)
     owner = render.Owner(obs.name, obs.namespace, obs.uid)
 
     if w.release is not None and not release.progressive(spec.rollout):
@@ -116,10 +116,14 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
         if w.release is not None and w.release.weight != weight:
             w.set_release(w.release.model_copy(update={"weight": weight}))
     next_status = report.status(obs, spec, now, stable=w.stable, canary=w.canary,
-                                rollout=w.rollout, history=w.history, note=note,
+                                rollout=w.rollout, history=w.history,
                                 last_request=w.last_request,
                                 traffic=router.describe(live) if live is not None else None)
-    events = w.events + report.transition_events(st.conditions, next_status.conditions)
+    transitions = report.transition_events(st.conditions, next_status.conditions)
+    if any(e.reason == "RollingBack" for e in w.events):
+        # The rollback's own event says why; the Degraded condition it sets says it again.
+        transitions = [e for e in transitions if e.type != "Warning"]
+    events = w.events + transitions
     return Plan(status=next_status, apply=apply, delete=delete,
                 traffic=_split(spec, w, router, obs), measure=tuple(w.measure),
                 events=tuple(events), wake_at=_wake_at(obs, spec, w, now))
@@ -227,6 +231,7 @@ def _facts(obs: Observed, spec: ModelDeploymentSpec, owner: render.Owner, router
         rollout_spec=spec.rollout, now=now, candidate_ready=ready,
         candidate_stuck=stuck, in_place=in_place,
         resolved_version=desired.version if desired else None, request=obs.request,
+        apply_refused=obs.apply_failure is not None,
         measurements=obs.measurements, requests=_measurement_requests(obs, spec, w))
 
 
@@ -294,11 +299,6 @@ def _same(known: VersionInfo, v: ResolvedVersion) -> bool:
 def _fields(v: ResolvedVersion) -> dict[str, Any]:
     """A registry answer as status fields (VersionInfo)."""
     return {"version": v.version, "runId": v.run_id, "source": v.source, "modelUri": v.model_uri}
-
-
-def _info(v: VersionInfo) -> dict[str, Any]:
-    """The VersionInfo part of a Stable or Canary."""
-    return v.model_dump(include=set(VersionInfo.model_fields))
 
 
 def _split(spec: ModelDeploymentSpec, w: Working, router: Router, obs: Observed) -> Split:

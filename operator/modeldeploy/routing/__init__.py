@@ -2,7 +2,8 @@
 
 ``router_for(spec)`` picks the router a spec asks for. Every router is pure: it renders the
 objects that carry a traffic split and reads the split back from what the watches saw. The
-per-object entry Service (``<name>``, selecting the stable version) exists whatever the router.
+per-object entry Service ``<name>`` exists whatever the router: it selects the stable version,
+or (replicas router) every version.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from modeldeploy.routing.null import NullRouter
 from modeldeploy.routing.replicas import ReplicasRouter
 
 
-def router_for(spec: ModelDeploymentSpec) -> tuple[Router, str | None]:
-    """The router for ``spec`` and, when the spec asks for something not acted on yet, a
-    note saying so (shown in a condition message, never silently ignored).
+def router_for(spec: ModelDeploymentSpec) -> Router:
+    """The router for ``spec``.
 
     Without a mesh (``traffic`` unset or ``router: replicas``) a canary splits by Ready
     replicas behind one shared Service; any other release switches the entry Service's
@@ -27,11 +27,11 @@ def router_for(spec: ModelDeploymentSpec) -> tuple[Router, str | None]:
     if traffic is None or traffic.router is RouterKind.REPLICAS:
         rollout = spec.rollout
         if rollout is not None and rollout.strategy is Strategy.CANARY:
-            return ReplicasRouter(), None
-        return NullRouter(), None
+            return ReplicasRouter()
+        return NullRouter()
     if traffic.router is RouterKind.GATEWAY_API:
-        return GatewayAPIRouter(), None
-    return IstioRouter(), None
+        return GatewayAPIRouter()
+    return IstioRouter()
 
 
 __all__ = ["GatewayAPIRouter", "IstioRouter", "NullRouter", "ReplicasRouter", "Router",
