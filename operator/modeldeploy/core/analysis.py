@@ -186,7 +186,8 @@ class Outcome(StrEnum):
     HOLD = "Hold"  # the latest interval was not (yet) good enough: stay, measure again
     ABORT_FAILED = "AbortFailed"  # more Failed measurements than failureLimit: roll back
     ABORT_ERRORS = "AbortErrors"  # consecutive Error intervals exceed the limit: roll back
-    ABORT_INCONCLUSIVE = "AbortInconclusive"  # more Inconclusive than inconclusiveLimit: pause
+    ABORT_INCONCLUSIVE = "AbortInconclusive"  # more Inconclusive than inconclusiveLimit:
+    # roll back
 
 
 # Which verdict speaks for an interval with several metrics: the worst one.
@@ -243,8 +244,8 @@ def judge(counters: Counters, *, failure_limit: int, inconclusive_limit: int,
     1. ``failed > failure_limit`` -> ABORT_FAILED (limit 0: the first Failed aborts).
     2. ``consecutive_errors > consecutive_error_limit`` -> ABORT_ERRORS (Argo: the default 4
        aborts at the 5th erroring interval in a row).
-    3. ``inconclusive > inconclusive_limit`` -> ABORT_INCONCLUSIVE; the spec documents this as
-       a pause for a human, not a rollback.
+    3. ``inconclusive > inconclusive_limit`` -> ABORT_INCONCLUSIVE (roll back: a release
+       that cannot be measured is not promoted; within the limit it holds its step).
     4. The latest interval was not Successful (Failed within the limit, Error, Inconclusive)
        or there was none yet -> HOLD: do not advance a step on a bad or missing measurement.
     5. Otherwise CONTINUE.

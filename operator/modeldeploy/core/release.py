@@ -264,8 +264,9 @@ def _confirm_step(w: Working, f: Facts, release: Release, weight: int) -> None:
     step = steps[min(release.step, len(steps) - 1)] if steps and not strategy_bg else None
     update: dict[str, object] = {"stepStartedAt": f.ts, "weight": weight}
     if step is not None and step.pause_seconds():
-        update["stepEndsAt"] = _later(f.now, step.pause_seconds())
-        w.wake.append(f.now + dt.timedelta(seconds=step.pause_seconds()))
+        ends = _later(f.now, step.pause_seconds())
+        update["stepEndsAt"] = ends
+        w.wake.append(_at(ends) or f.now)
     if step is not None and step.waits_for_human():
         update.update(state=S.PAUSED, pausedBy="Step")
     spec = f.rollout.analysis

@@ -9,7 +9,9 @@ Per model version ``V`` of ModelDeployment ``md``:
 
 Per ModelDeployment:
 
-* ``Service md`` — the stable entry point; its selector names the stable version;
+* ``Service md`` — the entry point; its selector names the stable version (every version
+  with the replicas router);
+* ``Service md-preview`` — blue-green only: the new version before the switch;
 * route objects of the traffic router (:mod:`modeldeploy.routing`), e.g. ``HTTPRoute md``.
 
 Every child carries ``ownerReferences`` to the ModelDeployment (garbage collection removes

@@ -203,8 +203,9 @@ def _release_view(rollout: RolloutState | None, spec: ModelDeploymentSpec,
                 " after the switch")
         return _ReleaseView(Phase.STABLE, text)
     if rel.state is ReleaseState.PAUSED:
-        text = (f"paused ({rel.pausedBy}) at {where}version {v} at {rel.weight}%{live}; "
-                "resume or promote to go on")
+        then = ("the next successful measurement goes on" if rel.pausedBy == "Analysis"
+                else "resume or promote to go on")
+        text = f"paused ({rel.pausedBy}) at {where}version {v} at {rel.weight}%{live}; {then}"
         return _ReleaseView(Phase.PAUSED, text, progressing=("Paused", text))
     if rel.state is ReleaseState.STARTING:
         text = f"bringing up version {v} (no traffic yet)"
