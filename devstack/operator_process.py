@@ -30,6 +30,8 @@ class OperatorProcess:
     proc: procs.Proc | None = None
     #: More MODELDEPLOY_* settings, e.g. a lease identity for the leader-election tests.
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: More `kopf run` options, e.g. --log-format=json.
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def webhook_url(self) -> str:
@@ -67,7 +69,7 @@ class OperatorProcess:
         self.proc = procs.start("operator", [
             str(kopf), "run", "--standalone", "--all-namespaces",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
-            "-m", "modeldeploy.handlers",
+            *self.extra_args, "-m", "modeldeploy.handlers",
         ], state=self.state, env=self.env(), cwd=Path(__file__).resolve().parent.parent)
         procs.wait_until("operator liveness", lambda: procs.http_ok(
             f"http://127.0.0.1:{self.liveness_port}/healthz"), timeout=60, proc=self.proc)
