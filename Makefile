@@ -33,6 +33,7 @@ deps: venv
 lint: venv
 	$(PY) -m ruff check operator devstack tests bench
 	$(PY) -m mypy
+	$(VENV)/bin/hadolint Dockerfile
 
 unit: venv
 	$(PYTEST) -m unit tests/unit || { rc=$$?; [ $$rc -eq 5 ] && echo "FAIL: no unit tests collected" >&2; exit $$rc; }
