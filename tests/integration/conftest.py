@@ -8,10 +8,12 @@ the component that failed: nothing here ever skips.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,23 @@ from devstack import stack as devstack
 from devstack.operator_process import OperatorProcess
 from devstack.stack import StackInfo
 from devstack.stackclient import Prometheus, Traffic
+
+
+@contextlib.contextmanager
+def stand_in(stack: StackInfo, operator: OperatorProcess, state: Path, *,
+             env: dict[str, str] | None = None,
+             args: Sequence[str] = ()) -> Iterator[OperatorProcess]:
+    """The session's operator steps aside for one configured for a test, and comes back."""
+    operator.stop()
+    proc = OperatorProcess.create(stack, state)
+    proc.extra_env.update(env or {})
+    proc.extra_args += list(args)
+    try:
+        proc.start()
+        yield proc
+    finally:
+        proc.stop()
+        operator.start()
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from devstack.operator_process import OperatorProcess
 from devstack.seed import mlflow_client, seed_model
 from devstack.stack import StackInfo
 from devstack.stackclient import Traffic
-from tests.integration.conftest import Kubectl
+from tests.integration.conftest import Kubectl, stand_in
 from tests.integration.test_canary import GATEWAY, canary_spec, release
 from tests.integration.test_modeldeployment import deployments
 from tests.support.hold import pods_hold, route_hold
@@ -76,15 +76,9 @@ def solo(stack: StackInfo, operator: OperatorProcess,
     """An operator of this test's own, without leader election (one replica, restarted at
     once after each kill instead of waiting out its own Lease); the session's operator
     steps aside meanwhile."""
-    operator.stop()
-    proc = OperatorProcess.create(stack, tmp_path / "solo")
-    proc.extra_env["MODELDEPLOY_LEADER_ELECTION"] = "false"
-    try:
-        proc.start()
+    with stand_in(stack, operator, tmp_path / "solo",
+                  env={"MODELDEPLOY_LEADER_ELECTION": "false"}) as proc:
         yield proc
-    finally:
-        proc.stop()
-        operator.start()
 
 
 @dataclass

@@ -13,7 +13,7 @@ from kubernetes import client
 from devstack.operator_process import OperatorProcess
 from devstack.seed import seed_model
 from devstack.stack import StackInfo
-from tests.integration.conftest import Kubectl
+from tests.integration.conftest import Kubectl, stand_in
 from tests.integration.test_modeldeployment import spec
 from tests.support.mdep import manifest, serving, wait_status
 from tests.support.wait import eventually
@@ -23,15 +23,8 @@ from tests.support.wait import eventually
 def json_logging(stack: StackInfo, operator: OperatorProcess,
                  tmp_path: Path) -> Iterator[OperatorProcess]:
     """The session's operator steps aside for one that logs JSON."""
-    operator.stop()
-    proc = OperatorProcess.create(stack, tmp_path / "json")
-    proc.extra_args.append("--log-format=json")
-    try:
-        proc.start()
+    with stand_in(stack, operator, tmp_path / "json", args=["--log-format=json"]) as proc:
         yield proc
-    finally:
-        proc.stop()
-        operator.start()
 
 
 def test_json_logs_are_one_object_per_line_from_every_logger(
