@@ -58,6 +58,8 @@ REQUEST_ANNOTATION = "modeldeploy.io/request"
 ACTIONS = ("promote", "abort", "retry", "pause", "resume")
 #: How soon to look again while waiting for a weight to show on the live route.
 CONFIRM_REQUEUE = 1.0
+#: The event a rollback posts (its message names the reason).
+ROLLING_BACK_EVENT = "RollingBack"
 
 S = ReleaseState
 
@@ -407,7 +409,7 @@ def _roll_back(w: Working, f: Facts, release: Release, reason: str, message: str
     w.set_release(release.model_copy(update={
         "state": S.ROLLING_BACK, "reason": reason, "message": message[:512],
         "pausedBy": None, "stepEndsAt": None}))
-    w.events.append(Event("Warning", "RollingBack",
+    w.events.append(Event("Warning", ROLLING_BACK_EVENT,
                           f"rolling back version {release.version} ({reason}): {message}"))
     w.wake.append(f.now + dt.timedelta(seconds=CONFIRM_REQUEUE))
 

@@ -120,9 +120,10 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
                                 last_request=w.last_request,
                                 traffic=router.describe(live) if live is not None else None)
     transitions = report.transition_events(st.conditions, next_status.conditions)
-    if any(e.reason == "RollingBack" for e in w.events):
-        # The rollback's own event says why; the Degraded condition it sets says it again.
-        transitions = [e for e in transitions if e.type != "Warning"]
+    if w.release is not None and any(e.reason == release.ROLLING_BACK_EVENT for e in w.events):
+        # The rollback's own event says why; the Degraded condition it sets (with the same
+        # reason) would say it again. Other transitions still speak.
+        transitions = [e for e in transitions if e.reason != w.release.reason]
     events = w.events + transitions
     return Plan(status=next_status, apply=apply, delete=delete,
                 traffic=_split(spec, w, router, obs), measure=tuple(w.measure),
