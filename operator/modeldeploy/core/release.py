@@ -246,9 +246,7 @@ def _stepping(w: Working, f: Facts, release: Release) -> None:
     if spec is not None and spec.metrics and \
             (release.analysis is None or release.analysis.nextAt is None):
         # Analysis was added to the spec mid-release: the first window starts now.
-        w.set_release(release.model_copy(update={"analysis": (
-            release.analysis or AnalysisStatus()).model_copy(update={
-                "nextAt": _later(f.now, durations.parse(spec.interval))})}))
+        w.set_release(release.model_copy(update={"analysis": _fresh_window(f, release)}))
         return
     ends = _at(release.stepEndsAt)
     if ends is not None and f.now < ends:
@@ -275,8 +273,7 @@ def _confirm_step(w: Working, f: Facts, release: Release, weight: int) -> None:
     if spec is not None and spec.metrics:
         # A fresh window at the new weight: the first measurement of this step covers
         # nothing but this step's traffic.
-        update["analysis"] = (release.analysis or AnalysisStatus()).model_copy(update={
-            "nextAt": _later(f.now, durations.parse(spec.interval)), "stepSuccesses": 0})
+        update["analysis"] = _fresh_window(f, release).model_copy(update={"stepSuccesses": 0})
     w.set_release(release.model_copy(update=update))
     if strategy_bg:
         w.events.append(Event("Normal", "PreviewReady",
@@ -415,6 +412,14 @@ def _roll_back(w: Working, f: Facts, release: Release, reason: str, message: str
 
 
 # --- analysis -------------------------------------------------------------------------------
+
+
+def _fresh_window(f: Facts, release: Release) -> AnalysisStatus:
+    """The release's analysis counters with the next measurement one interval from now."""
+    spec = f.rollout.analysis
+    assert spec is not None
+    return (release.analysis or AnalysisStatus()).model_copy(update={
+        "nextAt": _later(f.now, durations.parse(spec.interval))})
 
 
 def _measurements_due(w: Working, f: Facts) -> bool:
