@@ -14,11 +14,9 @@ from typing import Any
 from kubernetes import client
 
 from devstack.operator_process import OperatorProcess
-from devstack.seed import seed_model
 from devstack.stack import StackInfo
 from tests.integration.conftest import Kubectl
-from tests.integration.test_modeldeployment import spec
-from tests.support.mdep import manifest, serving, wait_status
+from tests.integration.test_modeldeployment import deploy_stable
 from tests.support.wait import eventually
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "modeldeploy-operator.json"
@@ -57,10 +55,7 @@ def test_every_dashboard_query_runs_on_the_real_prometheus(
     custom: client.CustomObjectsApi, namespace: str,
 ) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
-    model = f"dash-{namespace}"
-    seed_model(stack, name=model, alias="champion")
-    kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model, replicas=1)))
-    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    deploy_stable(stack, kubectl, custom, namespace)
     with urllib.request.urlopen(operator.metrics_url, timeout=10) as resp:
         exposition = resp.read().decode()
     exposed = set(re.findall(r"^# TYPE (modeldeploy_[a-z_]+) ", exposition, re.M))

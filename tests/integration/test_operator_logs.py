@@ -11,11 +11,9 @@ import pytest
 from kubernetes import client
 
 from devstack.operator_process import OperatorProcess
-from devstack.seed import seed_model
 from devstack.stack import StackInfo
 from tests.integration.conftest import Kubectl, stand_in
-from tests.integration.test_modeldeployment import spec
-from tests.support.mdep import manifest, serving, wait_status
+from tests.integration.test_modeldeployment import deploy_stable
 from tests.support.wait import eventually
 
 
@@ -31,10 +29,7 @@ def test_json_logs_are_one_object_per_line_from_every_logger(
     stack: StackInfo, json_logging: OperatorProcess, kubectl: Kubectl,
     custom: client.CustomObjectsApi, namespace: str,
 ) -> None:
-    model = f"logs-{namespace}"
-    seed_model(stack, name=model, alias="champion")
-    kubectl("apply", "-f", "-", stdin=manifest("scorer", spec(model, replicas=1)))
-    wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+    deploy_stable(stack, kubectl, custom, namespace)
 
     def records() -> list[dict[str, object]]:
         # The harness marks each start with a "=== <time> starting: <command>" line.
