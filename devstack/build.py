@@ -419,8 +419,12 @@ def prometheus() -> Path:
 
 #: Argo CD's one binary answers to the name it is started as (argv[0]).
 ARGOCD_COMMANDS = ("argocd-application-controller", "argocd-repo-server", "argocd-server")
-#: The CRDs an application controller needs, from ``manifests/crds`` of the module.
-ARGOCD_CRDS = ("application-crd.yaml", "appproject-crd.yaml")
+#: Argo CD's CRDs, from ``manifests/crds`` of the module (its API server watches
+#: ApplicationSets too).
+ARGOCD_CRDS = ("application-crd.yaml", "appproject-crd.yaml", "applicationset-crd.yaml")
+#: Scripts Argo CD's image puts on PATH (``hack/`` of the module): the repo server runs
+#: git-verify-wrapper.sh on every commit it renders.
+ARGOCD_SCRIPTS = ("git-verify-wrapper.sh", "gpg-wrapper.sh")
 #: The wrapper module (go.mod with argo-cd's replace lines, and its go.sum), committed so the
 #: build resolves exactly what it resolved when it was checked in.
 ARGOCD_MODULE = Path(__file__).resolve().parent / "argocd_build"
@@ -445,8 +449,7 @@ def argocd_binary(command: str = "argocd") -> Path:
     return bin_dir("argocd", versions.ARGOCD) / command
 
 
-@cached("argocd", versions.ARGOCD,
-        expect=("argocd", *ARGOCD_COMMANDS, *(f"crds/{c}" for c in ARGOCD_CRDS)),
+@cached("argocd", versions.ARGOCD, expect=("argocd", *ARGOCD_COMMANDS),
         source=_tree_text(ARGOCD_MODULE, GITOPS_ENGINE))
 def build_argocd(out: Path) -> None:
     gomod = (ARGOCD_MODULE / "go.mod").read_text()
@@ -475,11 +478,26 @@ def build_argocd(out: Path) -> None:
     for command in ARGOCD_COMMANDS:
         (out / command).unlink(missing_ok=True)
         (out / command).symlink_to("argocd")
-    module = _module_dir("github.com/argoproj/argo-cd/v3", versions.ARGOCD, cwd=src)
-    (out / "crds").mkdir(exist_ok=True)
-    for crd in ARGOCD_CRDS:
-        shutil.copyfile(module / "manifests" / "crds" / crd, out / "crds" / crd)
-    log("argocd", f"binary and {len(ARGOCD_CRDS)} CRDs from the Go module in {out}")
+
+
+def argocd_files() -> Path:
+    """Where Argo CD's CRDs (``crds/``) and scripts (``bin/``) are (fetched or not)."""
+    return bin_dir("argocd-files", versions.ARGOCD)
+
+
+@cached("argocd-files", versions.ARGOCD, expect=(
+    *(f"crds/{c}" for c in ARGOCD_CRDS), *(f"bin/{s}" for s in ARGOCD_SCRIPTS)))
+def fetch_argocd_files(out: Path) -> None:
+    module = _module_dir("github.com/argoproj/argo-cd/v3", versions.ARGOCD, cwd=out)
+    for sub, names, source in (("crds", ARGOCD_CRDS, module / "manifests" / "crds"),
+                               ("bin", ARGOCD_SCRIPTS, module / "hack")):
+        (out / sub).mkdir(exist_ok=True)
+        for name in names:
+            shutil.copyfile(source / name, out / sub / name)
+    for name in ARGOCD_SCRIPTS:
+        (out / "bin" / name).chmod(0o755)
+    log("argocd-files", f"{len(ARGOCD_CRDS)} CRDs and {len(ARGOCD_SCRIPTS)} scripts from the "
+                        "Go module")
 
 
 def redis_server() -> Path:
@@ -511,6 +529,7 @@ STEPS: dict[str, Step] = {
     "mlflow": mlflow_venv,
     "prometheus": prometheus,
     "argocd": build_argocd,
+    "argocd-files": fetch_argocd_files,
     "redis": redis_server,
 }
 #: Compilers share two cores: run them one after another, and fetches beside them.
