@@ -249,6 +249,8 @@ class ArgoCD:
         controller = self._start("argocd-application-controller", [
             *common, "--kubeconfig", self.stack.kubeconfig, "--namespace", NAMESPACE,
             "--repo-server", repo_addr, "--repo-server-plaintext",
+            # No commit server runs (the source hydrator is off); never a name to resolve.
+            "--commit-server", "127.0.0.1:1",
             "--metrics-port", str(self.controller_metrics_port),
             "--app-resync", str(self.app_resync), "--status-processors", "4",
             "--operation-processors", "2"])
