@@ -178,6 +178,7 @@ def test_argo_cd_syncs_a_model_deployment_from_git_and_reports_each_release_stat
         pairs = health_while(watch.seen, live.seen)
         assert ("Progressing", ("2", "Stepping")) in pairs, pairs
         assert ("Suspended", ("3", "Paused")) in pairs, pairs
+        assert ("Degraded", ("3", "Aborted")) in pairs, pairs
         assert ("Degraded", ("4", "Aborted")) in pairs, pairs
         # Synced throughout: the operator's writes and the action never made it OutOfSync.
         assert not drifts(watch.seen), f"OutOfSync with git unchanged: {drifts(watch.seen)}"
@@ -216,19 +217,33 @@ def _releases(rel: Release, argocd: argo.ArgoCD, custom: client.CustomObjectsApi
     rel.wait_app(revision=rev2, health="Healthy")
     assert serving("2")(get(custom, namespace, "scorer")["status"])
 
-    # Version 3 waits at a human step (Suspended); Argo CD's promote action releases it.
+    # Version 3 waits at a human step (Suspended). Through Argo CD: abort rolls it back
+    # (Degraded), retry releases it again, promote finishes it (Healthy).
     rev3 = rel.commit("3", [{"weight": 30, "pause": ""}])
     argocd.refresh(rel.app)
-    wait_status(custom, namespace, "scorer", lambda s: release(s).get("state") == "Paused",
-                what="version 3 paused at the human step")
+
+    def paused(s: dict[str, Any]) -> bool:
+        return release(s).get("version") == "3" and release(s).get("state") == "Paused"
+
+    wait_status(custom, namespace, "scorer", paused, what="version 3 paused at the human step")
     rel.wait_app(revision=rev3, health="Suspended")
     assert rel.enabled_actions() == {"promote", "abort", "resume"}
+    rel.action("abort")
+    wait_status(custom, namespace, "scorer", lambda s: release(s).get("state") == "Aborted",
+                what="version 3 aborted by Argo CD's action")
+    rel.wait_app(revision=rev3, health="Degraded")
+    assert rel.enabled_actions() == {"retry"}
+    rel.action("retry")
+    wait_status(custom, namespace, "scorer", paused, what="version 3 retried by the action")
+    rel.wait_app(revision=rev3, health="Suspended")
     rel.action("promote")
     wait_status(custom, namespace, "scorer", serving("3"), what="promoted by Argo CD's action")
     rel.wait_app(revision=rev3, health="Healthy")
     live = get(custom, namespace, "scorer")
     assert live["metadata"]["annotations"]["modeldeploy.io/request"].startswith("promote:")
     assert live["status"]["lastRequest"]["action"] == "promote"
+    outcomes = [(h["version"], h["outcome"]) for h in live["status"]["history"][:3]]
+    assert outcomes == [("3", "Promoted"), ("2", "Replaced"), ("3", "Retried")], outcomes
 
     # Version 4 fails its analysis: rolled back, Degraded; still Synced (git did not change).
     traffic.behaviour(namespace=namespace, model=rel.model, version="4", error_rate=0.2)
