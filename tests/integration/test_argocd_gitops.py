@@ -141,8 +141,8 @@ class Release:
         ``health``."""
         def check() -> AppState | None:
             state = app_state(self.application())
-            return state if (state[0], state[1], state[2], state[3], state[4]) == (
-                "Synced", revision, health, "Succeeded", revision) else None
+            return state if state == ("Synced", revision, health, "Succeeded", revision) \
+                else None
         return eventually(check, timeout=timeout, interval=0.2,
                           what=f"Application Synced at {revision[:8]} and {health}")
 
