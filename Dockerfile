@@ -17,4 +17,4 @@ USER 65532:65532
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MLFLOW_DISABLE_TELEMETRY=true
 # 8080 liveness (Kopf), 8081 metrics, 8090 MLflow webhook receiver.
 EXPOSE 8080 8081 8090
-ENTRYPOINT ["kopf", "run", "--standalone", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "-m", "modeldeploy.handlers"]
+ENTRYPOINT ["modeldeploy-operator", "--liveness=http://0.0.0.0:8080/healthz"]

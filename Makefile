@@ -15,7 +15,7 @@ help:
 	@echo "make cluster-up    start the local stack (apiserver+etcd+kwok, MLflow, Prometheus, traffic)"
 	@echo "make cluster-down  stop what cluster-up started"
 	@echo "make bench         benchmarks: stack start, alias-move latency, 1000 objects, canary rollback and steps"
-	@echo "make crd           regenerate crds/modeldeployment.yaml from the API models"
+	@echo "make crd           regenerate crds/modeldeployment.yaml (and the chart's copy) from the API models"
 	@echo "make run           run the operator against the local stack (foreground)"
 
 $(STAMP): pyproject.toml
@@ -66,6 +66,7 @@ clean: cluster-down
 
 crd: venv
 	$(PY) -m modeldeploy.api.crd > crds/modeldeployment.yaml
+	cp crds/modeldeployment.yaml charts/modeldeploy-operator/crds/modeldeployment.yaml
 
 # The operator in the foreground against the local stack (make cluster-up first): the CRD
 # installed first, and every server it opens (webhook receiver, /metrics, liveness) on loopback.
@@ -74,5 +75,4 @@ run: venv
 	source $${MODELDEPLOY_STATE:-$$HOME/.cache/modeldeploy/run}/stack.env && \
 	  MODELDEPLOY_DEFAULT_TRACKING_URI=$$MLFLOW_TRACKING_URI \
 	  MODELDEPLOY_WEBHOOK_HOST=127.0.0.1 MODELDEPLOY_METRICS_HOST=127.0.0.1 \
-	  $(VENV)/bin/kopf run --standalone --all-namespaces -m modeldeploy.handlers \
-	  --liveness=http://127.0.0.1:8080/healthz
+	  $(VENV)/bin/modeldeploy-operator --liveness=http://127.0.0.1:8080/healthz

@@ -99,6 +99,7 @@ def _run_go(component: str, args: list[str], *, cwd: Path, env: dict[str, str]) 
             log(component, f"{time.monotonic() - started:5.0f}s  {len(tail)} packages so far "
                            f"(last: {last})")
     reader.join()
+    proc.stdout.close()
     if proc.returncode != 0:
         log(component, "FAILED; last output:\n" + "\n".join(tail[-40:]))
         raise SystemExit(f"go build for {component} failed (exit {proc.returncode})")

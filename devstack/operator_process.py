@@ -1,4 +1,4 @@
-"""Run the operator as a real process (``kopf run``) against the local stack.
+"""Run the operator as a real process (``modeldeploy-operator``: ``kopf run``) on the stack.
 
 Used by the integration tests, the benchmarks and `make demo`. Started with the stack's state
 directory, it is stopped by `make cluster-down` like every other stack process.
@@ -30,7 +30,7 @@ class OperatorProcess:
     proc: procs.Proc | None = None
     #: More MODELDEPLOY_* settings, e.g. a lease identity for the leader-election tests.
     extra_env: dict[str, str] = field(default_factory=dict)
-    #: More `kopf run` options, e.g. --log-format=json.
+    #: More `kopf run` options (after the command), e.g. --log-format=json.
     extra_args: list[str] = field(default_factory=list)
 
     @property
@@ -65,11 +65,12 @@ class OperatorProcess:
         # One operator per stack: a previous one (`make demo` runs it in the stack's own state)
         # would reconcile the same objects and post every event twice.
         procs.stop(Path(self.stack.state), "operator")
-        kopf = Path(sys.executable).parent / "kopf"
+        # The installed command, as in the image: `kopf run` scoped by
+        # MODELDEPLOY_WATCH_NAMESPACES (set one through extra_env).
+        command = Path(sys.executable).parent / "modeldeploy-operator"
         self.proc = procs.start("operator", [
-            str(kopf), "run", "--standalone", "--all-namespaces",
-            f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
-            *self.extra_args, "-m", "modeldeploy.handlers",
+            str(command), f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
+            *self.extra_args,
         ], state=self.state, env=self.env(), cwd=Path(__file__).resolve().parent.parent)
         procs.wait_until("operator liveness", lambda: procs.http_ok(
             f"http://127.0.0.1:{self.liveness_port}/healthz"), timeout=60, proc=self.proc)
@@ -77,6 +78,9 @@ class OperatorProcess:
             f"http://127.0.0.1:{self.webhook_port}/healthz"), timeout=30, proc=self.proc)
         procs.wait_until("operator metrics", lambda: procs.http_ok(self.metrics_url),
                          timeout=30, proc=self.proc)
+        # Ready (the chart's readiness probe): children listed, watches running.
+        procs.wait_until("operator readiness", lambda: procs.http_ok(
+            self.metrics_url.replace("/metrics", "/readyz")), timeout=30, proc=self.proc)
         self._announce(True)
 
     def _announce(self, running: bool) -> None:

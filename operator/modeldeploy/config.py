@@ -28,6 +28,15 @@ class OperatorConfig:
     #: URL prefixes a spec may name as registry (MODELDEPLOY_ALLOWED_REGISTRIES, comma
     #: separated); empty allows any. Limits where the operator sends requests and credentials.
     allowed_registries: tuple[str, ...] = ()
+    #: Namespaces the operator watches and acts in (MODELDEPLOY_WATCH_NAMESPACES, comma
+    #: separated); empty: every namespace. ``modeldeploy-operator`` passes them to Kopf, and
+    #: the operator's own watches and lists use the same set, so namespaced Roles suffice.
+    watch_namespaces: tuple[str, ...] = ()
+    #: Namespaces where labelled registry-credential Secrets are read
+    #: (MODELDEPLOY_CREDENTIAL_NAMESPACES); None (unset): wherever ModelDeployments are
+    #: watched; set but empty: nowhere (no Secret is ever read). A ModelDeployment elsewhere
+    #: that names a credentials Secret gets a condition saying so.
+    credential_namespaces: tuple[str, ...] | None = None
     workers: int = 4
     registry_timeout: float = 15.0
     resync_seconds: float = 300.0
@@ -67,8 +76,10 @@ class OperatorConfig:
             webhook_secret=get("WEBHOOK_SECRET"),
             metrics_host=get("METRICS_HOST") or cls.metrics_host,
             metrics_port=int(get("METRICS_PORT") or cls.metrics_port),
-            allowed_registries=tuple(
-                p.strip() for p in (get("ALLOWED_REGISTRIES") or "").split(",") if p.strip()),
+            allowed_registries=_csv(get("ALLOWED_REGISTRIES")),
+            watch_namespaces=_csv(get("WATCH_NAMESPACES")),
+            credential_namespaces=(None if e.get("MODELDEPLOY_CREDENTIAL_NAMESPACES") is None
+                                   else _csv(e["MODELDEPLOY_CREDENTIAL_NAMESPACES"])),
             workers=int(get("WORKERS") or cls.workers),
             registry_timeout=float(get("REGISTRY_TIMEOUT") or cls.registry_timeout),
             resync_seconds=float(get("RESYNC_SECONDS") or cls.resync_seconds),
@@ -87,6 +98,26 @@ class OperatorConfig:
             lease_retry_period=float(get("LEASE_RETRY_PERIOD_SECONDS")
                                      or cls.lease_retry_period),
         )
+
+
+    @property
+    def secret_namespaces(self) -> tuple[str, ...] | None:
+        """Where credential Secrets are watched: a tuple of namespaces, or None for every
+        namespace (a cluster-wide watch)."""
+        if self.credential_namespaces is None:
+            return self.watch_namespaces or None
+        if self.watch_namespaces:
+            return tuple(n for n in self.credential_namespaces if n in self.watch_namespaces)
+        return self.credential_namespaces
+
+    def reads_secrets_in(self, namespace: str) -> bool:
+        where = self.secret_namespaces
+        return where is None or namespace in where
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    """A comma-separated list, blanks and duplicates dropped, order kept."""
+    return tuple(dict.fromkeys(p.strip() for p in (value or "").split(",") if p.strip()))
 
 
 _SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"

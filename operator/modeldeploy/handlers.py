@@ -1,4 +1,4 @@
-"""Kopf glue: watches in, keys out. Run with ``kopf run -m modeldeploy.handlers``.
+"""Kopf glue: watches in, keys out. Run with ``modeldeploy-operator`` (it runs ``kopf run``).
 
 Every handler is an ``on.event`` handler: Kopf stores no progress annotations on our objects
 and adds no finalizers, so deleting a ModelDeployment (or its namespace) never waits on the
@@ -15,7 +15,6 @@ import kopf
 
 from modeldeploy.api import GROUP, PLURAL, VERSION
 from modeldeploy.config import OperatorConfig
-from modeldeploy.controller import credentials
 from modeldeploy.controller.operator import CHILD_RESOURCES, MANAGED_SELECTOR, Operator
 from modeldeploy.core import render
 
@@ -40,9 +39,12 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # client-side, which would stream every Deployment and Service of the cluster to us.
     for group, version, plural in CHILD_RESOURCES.values():
         settings.watching.label_selectors[group, version, plural] = MANAGED_SELECTOR
-    # Only Secrets labelled for registry use ever reach the operator's memory.
-    settings.watching.label_selectors["", "v1", "secrets"] = credentials.SELECTOR
-    _state["operator"] = await Operator.start(OperatorConfig.from_env())
+    config = OperatorConfig.from_env()
+    if config.watch_namespaces:
+        # Scoped to namespaces: no cluster-wide watch of CRDs either (a namespaced install has
+        # no cluster-scoped rights). Kopf scans the API once at start-up instead.
+        settings.scanning.disabled = True
+    _state["operator"] = await Operator.start(config)
 
 
 @kopf.on.cleanup()
@@ -67,11 +69,6 @@ def _child_handler(kind: str) -> Any:
 
     handler.__name__ = handler.__qualname__ = f"_child_{kind.lower()}"
     return handler
-
-
-@kopf.on.event("", "v1", "secrets", labels={credentials.CREDENTIALS_LABEL: "true"})
-async def _credentials_secret(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    _operator().credentials.secret_event(event.get("type"), _plain(body))
 
 
 for _kind, (_group, _version, _plural) in CHILD_RESOURCES.items():

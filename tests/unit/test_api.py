@@ -119,6 +119,12 @@ def test_committed_crd_matches_the_models() -> None:
         "crds/modeldeployment.yaml`")
 
 
+def test_the_helm_chart_ships_the_same_crd() -> None:
+    chart = REPO / "charts" / "modeldeploy-operator" / "crds" / "modeldeployment.yaml"
+    assert chart.read_text() == (REPO / "crds" / "modeldeployment.yaml").read_text(), (
+        "the chart's CRD differs from crds/: run `make crd`")
+
+
 def _walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
     out = [(path, node)]
     for name, sub in (node.get("properties") or {}).items():

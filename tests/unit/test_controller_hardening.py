@@ -63,8 +63,11 @@ class _FakeKube:
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.gets = 0
 
-    async def list_all(self, kind: str, label_selector: str = "") -> Any:
-        return (self.objects, 100) if kind == "ModelDeployment" else ([], 100)
+    async def list_all(self, kind: str, label_selector: str = "",
+                       namespaces: tuple[str, ...] = ()) -> Any:
+        objects = [o for o in self.objects
+                   if not namespaces or o["metadata"]["namespace"] in namespaces]
+        return (objects, 100) if kind == "ModelDeployment" else ([], 100)
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self.gets += 1
@@ -161,6 +164,49 @@ def test_a_secret_the_watch_does_not_hold_is_explained() -> None:
     creds = asyncio.run(cache(rkey))
     assert creds is not None and creds.token == "t0ken", "labelled: used, and cached"
     assert len(cache) == 1
+
+
+def test_a_relist_of_one_namespace_forgets_only_its_own_missing_secrets() -> None:
+    changed: list[tuple[str, str]] = []
+    cache = CredentialsCache(_FakeKube(), changed=lambda ns, n: changed.append((ns, n)))  # type: ignore[arg-type]
+    other = _secret("b", labelled=True)
+    other["metadata"]["namespace"] = "other"
+    for body in (_secret("a", labelled=True), _secret("gone", labelled=True), other):
+        cache.secret_event("ADDED", body)
+    changed.clear()
+    cache.resync("ns", [_secret("a", labelled=True)])
+    assert changed == [("ns", "gone")] and len(cache) == 2, "other/b was not in that list"
+    cache.resync(None, [])
+    assert sorted(changed) == [("ns", "a"), ("ns", "gone"), ("other", "b")] and len(cache) == 0
+
+
+def test_a_secret_outside_the_credential_namespaces_is_refused_without_asking() -> None:
+    kube = _FakeKube()
+    kube.secrets[("ns", "tok")] = _secret("tok", labelled=True)
+    cache = CredentialsCache(kube, changed=lambda ns, n: None,  # type: ignore[arg-type]
+                             namespaces=("team-a", "team-b"))
+    rkey = ResolveKey("http://r", "http://r", "m", "alias", "a",
+                      credentials=SecretRef(namespace="ns", name="tok"))
+    try:
+        asyncio.run(cache(rkey))
+    except LookupError as exc:
+        assert "only in namespaces: team-a, team-b" in str(exc), exc
+        assert "registryCredentials.namespaces" in str(exc)
+    else:
+        raise AssertionError("expected a LookupError")
+    assert kube.gets == 0, "no request the operator's RBAC would refuse"
+
+
+def test_the_relist_looks_only_in_the_watched_namespaces() -> None:
+    async def scenario() -> list[str]:
+        kube = _FakeKube()
+        kube.objects = [_md("here", "u1", "10"), _md("there", "u2", "11")]
+        kube.objects[1]["metadata"]["namespace"] = "elsewhere"
+        op = Operator(OperatorConfig(metrics_port=0, watch_namespaces=("ns",)), kube)  # type: ignore[arg-type]
+        await op.relist_once()
+        return sorted(b["metadata"]["name"] for b in op.index.objects())
+
+    assert asyncio.run(scenario()) == ["here"]
 
 
 def test_a_secret_change_makes_every_key_using_it_due_now() -> None:

@@ -40,5 +40,5 @@ def test_the_image_installs_mlflow_skinny_not_the_full_mlflow() -> None:
 def test_the_entrypoint_is_the_readme_command() -> None:
     entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", _final_stage(), re.M).group(1))  # type: ignore[union-attr]
     readme = (REPO / "README.md").read_text()
-    command = re.search(r"Run it: `(kopf run [^`]+)`", readme).group(1).split()  # type: ignore[union-attr]
+    command = re.search(r"Run it: `(modeldeploy-operator[^`]*)`", readme).group(1).split()  # type: ignore[union-attr]
     assert [a for a in entry if not a.startswith("--liveness")] == command, (entry, command)

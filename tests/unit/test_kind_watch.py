@@ -33,11 +33,11 @@ class ScriptedKube:
         ]
         self.watched_from: list[int] = []
 
-    def list_blocking(self, kind: str, selector: str) -> Any:
+    def list_blocking(self, kind: str, selector: str, namespace: str | None = None) -> Any:
         return self.lists.pop(0) if self.lists else ([], None)
 
-    def watch_blocking(self, kind: str, selector: str, rv: int, *,
-                       timeout_seconds: int) -> Iterator[dict[str, Any]]:
+    def watch_blocking(self, kind: str, selector: str, rv: int, *, timeout_seconds: int,
+                       namespace: str | None = None) -> Iterator[dict[str, Any]]:
         self.watched_from.append(rv)
         step = self.watches.pop(0)
         if isinstance(step, Exception):

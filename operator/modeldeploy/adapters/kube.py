@@ -155,24 +155,34 @@ class Kube:
             raise
         return found
 
-    async def list_all(self, kind: str,
-                       label_selector: str = "") -> tuple[list[dict[str, Any]], int | None]:
-        """Every object of ``kind`` matching ``label_selector``, and the list's
-        resourceVersion (([], None) when the kind is not served, e.g. no Gateway API CRDs)."""
-        try:
-            listed = await self.request("GET", self._collection(kind),
-                                        query=_selector(label_selector))
-        except ApiError as exc:
-            if exc.status == 404:
-                return [], None
-            raise
-        return _items(listed)
+    async def list_all(self, kind: str, label_selector: str = "",
+                       namespaces: tuple[str, ...] = ()) -> tuple[list[dict[str, Any]], int | None]:
+        """Every object of ``kind`` matching ``label_selector`` (in ``namespaces``, or all
+        namespaces when empty), and the list's resourceVersion (([], None) when the kind is
+        not served, e.g. no Gateway API CRDs). Over several namespaces it is the oldest of
+        their lists' versions: whatever the index learnt after it stays."""
+        items: list[dict[str, Any]] = []
+        oldest: int | None = None
+        for namespace in namespaces or (None,):
+            try:
+                listed = await self.request("GET", self._collection(kind, namespace),
+                                            query=_selector(label_selector))
+            except ApiError as exc:
+                if exc.status == 404:
+                    return [], None
+                raise
+            got, rv = _items(listed)
+            items += got
+            oldest = rv if oldest is None or (rv is not None and rv < oldest) else oldest
+        return items, oldest
 
-    def list_blocking(self, kind: str,
-                      label_selector: str = "") -> tuple[list[dict[str, Any]], int | None]:
-        """:meth:`list_all` for a thread of its own (one attempt, no retries)."""
+    def list_blocking(self, kind: str, label_selector: str = "",
+                      namespace: str | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """One LIST (one namespace, or all) for a thread of its own (one attempt, no
+        retries)."""
         try:
-            listed = self._call("GET", self._collection(kind), query=_selector(label_selector))
+            listed = self._call("GET", self._collection(kind, namespace),
+                                query=_selector(label_selector))
         except ApiError as exc:
             if exc.status == 404:
                 return [], None
@@ -180,15 +190,16 @@ class Kube:
         return _items(listed)
 
     def watch_blocking(self, kind: str, label_selector: str, resource_version: int, *,
-                       timeout_seconds: int) -> Iterator[dict[str, Any]]:
-        """The watch events of ``kind`` (all namespaces) after ``resource_version``, until the
-        server ends the stream (``timeout_seconds``), for a thread of its own. ApiError 404
-        when the kind is not served (its CRD was deleted); an ``ERROR`` event (410: the
-        version is too old) is yielded like any other."""
+                       timeout_seconds: int,
+                       namespace: str | None = None) -> Iterator[dict[str, Any]]:
+        """The watch events of ``kind`` (in ``namespace``, or all) after ``resource_version``,
+        until the server ends the stream (``timeout_seconds``), for a thread of its own.
+        ApiError 404 when the kind is not served (its CRD was deleted); an ``ERROR`` event
+        (410: the version is too old) is yielded like any other."""
         query = [("watch", "true"), ("allowWatchBookmarks", "true"),
                  ("resourceVersion", str(resource_version)),
                  ("timeoutSeconds", str(timeout_seconds)), *_selector(label_selector)]
-        resp = self._send("GET", self._collection(kind), query=query,
+        resp = self._send("GET", self._collection(kind, namespace), query=query,
                           timeout=(10, timeout_seconds + 30))
         try:
             for line in iter_resp_lines(resp.response):
@@ -198,7 +209,9 @@ class Kube:
             resp.response.release_conn()
 
     @staticmethod
-    def _collection(kind: str) -> str:
+    def _collection(kind: str, namespace: str | None = None) -> str:
+        if namespace:
+            return Kube.path(kind, namespace)
         prefix, plural = KINDS[kind]
         return f"{prefix}/{plural}"
 

@@ -30,10 +30,26 @@ def _decoded(body: dict[str, Any]) -> dict[str, str]:
 
 
 class CredentialsCache:
-    def __init__(self, kube: Kube, *, changed: Callable[[str, str], object]) -> None:
+    def __init__(self, kube: Kube, *, changed: Callable[[str, str], object],
+                 namespaces: tuple[str, ...] | None = None) -> None:
         self._kube = kube
         self._changed = changed
+        #: Where Secrets may be read (the operator's RBAC), None for every namespace.
+        self.namespaces = namespaces
         self._secrets: dict[SecretKey, dict[str, str]] = {}
+
+    def resync(self, namespace: str | None, listed: list[dict[str, Any]],
+               _rv: int | None = None) -> None:
+        """A fresh LIST of labelled Secrets (in ``namespace``, or all): forget the ones it no
+        longer has (a deletion or unlabelling missed while the watch was down)."""
+        present = {(str((b.get("metadata") or {}).get("namespace")),
+                    str((b.get("metadata") or {}).get("name"))) for b in listed}
+        for key in [k for k in self._secrets if namespace in (None, k[0])]:
+            if key not in present:
+                self.secret_event("DELETED", {"metadata": {"namespace": key[0],
+                                                           "name": key[1]}})
+        for body in listed:
+            self.secret_event("ADDED", body)
 
     def secret_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A watch event for a labelled Secret (or one that just lost its label)."""
@@ -70,6 +86,11 @@ class CredentialsCache:
         """Why a Secret is not in the cache: missing, or not labelled (raises LookupError);
         returns when it is labelled after all and only the watch has not delivered it yet."""
         where = f"credentials Secret {namespace}/{name}"
+        if self.namespaces is not None and namespace not in self.namespaces:
+            allowed = ", ".join(self.namespaces) or "none"
+            raise LookupError(f"{where}: the operator reads credentials Secrets only in "
+                              f"namespaces: {allowed} (MODELDEPLOY_CREDENTIAL_NAMESPACES; "
+                              "Helm value registryCredentials.namespaces)")
         try:
             found = await self._kube.get("Secret", namespace, name)
         except ApiError as exc:

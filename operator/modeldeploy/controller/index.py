@@ -196,13 +196,17 @@ class Index:
         self._child_uid.pop(slot, None)
 
     def resync_children(self, kind: str, listed: list[dict[str, Any]],
-                        list_rv: int | None) -> set[Key]:
-        """Reconcile the index with a fresh LIST of ``kind``: drop what the list no longer has
-        (a DELETED event missed while a watch was down) unless we learnt of it after the
-        list was taken, and drop children whose owner is gone. Returns owners to re-check."""
+                        list_rv: int | None, *, namespace: str | None = None) -> set[Key]:
+        """Reconcile the index with a fresh LIST of ``kind`` (in ``namespace``, or all): drop
+        what the list no longer has (a DELETED event missed while a watch was down) unless we
+        learnt of it after the list was taken, and drop children whose owner is gone.
+        Returns owners to re-check."""
         present = {(owner_uid(b), b["metadata"]["name"]) for b in listed}
         touched: set[Key] = set()
         for uid, children in list(self._children.items()):
+            owner = self._uid_to_key.get(uid)
+            if namespace is not None and owner is not None and owner[0] != namespace:
+                continue  # that list did not look there
             for ckind, name in list(children):
                 if ckind != kind:
                     continue

@@ -32,16 +32,20 @@ class ExpiredError(Exception):
 class KindWatch:
     def __init__(self, kube: Kube, kind: str, label_selector: str, *,
                  loop: asyncio.AbstractEventLoop, deliver: Deliver, resync: Resync,
-                 since: int | None = None, absent_period: float = 10.0,
-                 timeout_seconds: int = 270) -> None:
+                 since: int | None = None, namespace: str | None = None,
+                 absent_period: float = 10.0, timeout_seconds: int = 270) -> None:
         self.kube, self.kind, self.selector = kube, kind, label_selector
+        #: One namespace, or None for all of them.
+        self.namespace = namespace
         self._loop, self._deliver, self._resync = loop, deliver, resync
         self._since = since
         self.absent_period, self.timeout_seconds = absent_period, timeout_seconds
         self._stop = threading.Event()
         #: Whether the apiserver served the kind at the last list (for logs and tests).
         self.served: bool | None = None if since is None else True
-        self._thread = threading.Thread(target=self._run, name=f"watch-{kind}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"watch-{kind}" + (f"-{namespace}" if namespace else ""),
+            daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -61,7 +65,7 @@ class KindWatch:
         while not self._stop.is_set():
             try:
                 if rv is None:
-                    items, rv = self.kube.list_blocking(self.kind, self.selector)
+                    items, rv = self.kube.list_blocking(self.kind, self.selector, self.namespace)
                     self._served(rv is not None)
                     self._post(self._resync, items, rv)
                     if rv is None:
@@ -84,7 +88,8 @@ class KindWatch:
     def _watch(self, rv: int) -> int:
         """Stream events after ``rv`` until the server ends the stream; the newest rv."""
         for event in self.kube.watch_blocking(self.kind, self.selector, rv,
-                                              timeout_seconds=self.timeout_seconds):
+                                              timeout_seconds=self.timeout_seconds,
+                                              namespace=self.namespace):
             if self._stop.is_set():
                 break
             kind, body = event.get("type"), event.get("object") or {}
@@ -102,8 +107,9 @@ class KindWatch:
 
     def _served(self, served: bool) -> None:
         if served != self.served:
+            where = f"namespace {self.namespace}" if self.namespace else "all namespaces"
             if served:
-                log.info("%s is served: watching it", self.kind)
+                log.info("watching %s in %s", self.kind, where)
             else:
                 log.warning("%s is not served by the apiserver (CRD not installed?); "
                             "checking again every %.0fs", self.kind, self.absent_period)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from modeldeploy.adapters.prometheus import PrometheusProvider
 from modeldeploy.adapters.registry import Registry
 from modeldeploy.api import KIND
 from modeldeploy.config import OperatorConfig
+from modeldeploy.controller import credentials
 from modeldeploy.controller.credentials import CredentialsCache
 from modeldeploy.controller.index import Index, Key, key_of
 from modeldeploy.controller.kind_watch import KindWatch
@@ -84,7 +86,8 @@ class Operator:
         self.queue: WorkQueue[Key] = WorkQueue()
         self.metrics = Metrics()
         self.credentials = CredentialsCache(
-            kube, changed=lambda ns, name: self.resolver.invalidate_secret(ns, name))
+            kube, changed=lambda ns, name: self.resolver.invalidate_secret(ns, name),
+            namespaces=config.secret_namespaces)
         self.resolver = Resolver(Registry(timeout=config.registry_timeout), wake=self.queue.add,
                                  credentials=self.credentials, metrics=self.metrics)
         self.provider = (PrometheusProvider(base_url=config.prometheus_url,
@@ -105,18 +108,28 @@ class Operator:
         self._kind_watches: list[KindWatch] = []
         self._failures: dict[Key, int] = {}
         self._web: list[web.AppRunner] = []
+        #: The children are listed and the watches run: /readyz answers 200 (leader or not).
+        self.ready = False
 
     @classmethod
     async def start(cls, config: OperatorConfig, kube: Kube | None = None) -> Operator:
         op = cls(config, kube or Kube.from_environment())
         try:
             await op._listen()  # first: a port in use fails start-up before anything runs
-            for kind in CHILD_KINDS:
-                listed, rv = await op.kube.list_all(kind, MANAGED_SELECTOR)
+            for kind in CHILD_RESOURCES:
+                listed, _ = await op.kube.list_all(kind, MANAGED_SELECTOR,
+                                                   config.watch_namespaces)
                 for body in listed:
                     op.index.upsert_child(kind, body)
-                if kind in OPTIONAL_CHILD_KINDS:
-                    op._watch_kind(kind, rv)
+            for namespace in config.watch_namespaces or (None,):
+                for kind in OPTIONAL_CHILD_KINDS:
+                    listed, rv = await op.kube.list_all(kind, MANAGED_SELECTOR,
+                                                        (namespace,) if namespace else ())
+                    for body in listed:
+                        op.index.upsert_child(kind, body)
+                    op._watch_kind(kind, rv, namespace)
+            op._watch_secrets()
+            op.ready = True
         except BaseException:
             await op.stop()
             raise
@@ -129,14 +142,27 @@ class Operator:
                 op.elector.run(op._lead, op._lose), name="leader-election")
         return op
 
-    def _watch_kind(self, kind: str, since: int | None) -> None:
+    def _watch_kind(self, kind: str, since: int | None, namespace: str | None) -> None:
         def resync(listed: list[dict[str, Any]], rv: int | None) -> None:
-            for key in self.index.resync_children(kind, listed, rv):
+            for key in self.index.resync_children(kind, listed, rv, namespace=namespace):
                 self.queue.add(key)
 
-        watch = KindWatch(self.kube, kind, MANAGED_SELECTOR, loop=asyncio.get_running_loop(),
-                          deliver=lambda type_, body: self.child_event(kind, type_, body),
-                          resync=resync, since=since)
+        self._start_watch(KindWatch(
+            self.kube, kind, MANAGED_SELECTOR, loop=asyncio.get_running_loop(),
+            deliver=lambda type_, body: self.child_event(kind, type_, body),
+            resync=resync, since=since, namespace=namespace))
+
+    def _watch_secrets(self) -> None:
+        """Labelled credential Secrets, only where the configuration says they are read."""
+        where = self.config.secret_namespaces
+        for namespace in (None,) if where is None else where:
+            self._start_watch(KindWatch(
+                self.kube, "Secret", credentials.SELECTOR, loop=asyncio.get_running_loop(),
+                deliver=self.credentials.secret_event,
+                resync=functools.partial(self.credentials.resync, namespace),
+                namespace=namespace))
+
+    def _start_watch(self, watch: KindWatch) -> None:
         self._kind_watches.append(watch)
         watch.start()
 
@@ -183,8 +209,15 @@ class Operator:
             return web.Response(body=self.metrics.exposition(),
                                 headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+        async def readyz(_: web.Request) -> web.Response:
+            ready = self.ready
+            return web.Response(status=200 if ready else 503,
+                                text="ok\n" if ready else "starting\n")
+
         app = web.Application()
         app.router.add_get("/metrics", metrics)
+        # Readiness (the chart's probe): the index is warm, so this replica can lead.
+        app.router.add_get("/readyz", readyz)
         return app
 
     async def stop(self) -> None:
@@ -287,7 +320,7 @@ class Operator:
 
     async def relist_once(self) -> None:
         try:
-            objects, rv = await self.kube.list_all(KIND)
+            objects, rv = await self.kube.list_all(KIND, namespaces=self.config.watch_namespaces)
         except Exception as exc:  # noqa: BLE001 - try again next period
             log.warning("relisting %s failed: %s", KIND, exc)
         else:
@@ -296,7 +329,8 @@ class Operator:
                 self._forget(key)
         for kind in CHILD_KINDS:
             try:
-                listed, rv = await self.kube.list_all(kind, MANAGED_SELECTOR)
+                listed, rv = await self.kube.list_all(kind, MANAGED_SELECTOR,
+                                                      self.config.watch_namespaces)
             except Exception as exc:  # noqa: BLE001 - try again next period
                 log.warning("relisting %s failed: %s", kind, exc)
                 continue
