@@ -401,21 +401,27 @@ def mlflow_venv() -> Path:
     return out
 
 
-def prometheus() -> Path:
-    found = shutil.which("prometheus")
+def debian_command(command: str, package: str) -> Path:
+    """``command`` from PATH, installing Debian's ``package`` first when it is missing (the
+    package's service is never what we run: the stack starts its own process)."""
+    found = shutil.which(command)
     if found:
-        log("prometheus", f"found {found}")
+        log(command, f"found {found}")
         return Path(found)
-    log("prometheus", "installing Debian package (apt-get update && install prometheus)")
+    log(command, f"installing Debian package (apt-get update && install {package})")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    # --no-install-recommends keeps node-exporter & co. out; policy-rc.d keeps services stopped.
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
+    # --no-install-recommends keeps node-exporter & co. out of prometheus.
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
                    check=True, env=env)
-    found = shutil.which("prometheus")
+    found = shutil.which(command)
     if not found:
-        raise SystemExit("prometheus was installed but is not on PATH")
+        raise SystemExit(f"{package} was installed but {command} is not on PATH")
     return Path(found)
+
+
+def prometheus() -> Path:
+    return debian_command("prometheus", "prometheus")
 
 
 #: Argo CD's one binary answers to the name it is started as (argv[0]).
@@ -504,19 +510,7 @@ def fetch_argocd_files(out: Path) -> None:
 def redis_server() -> Path:
     """Debian's redis-server, which Argo CD uses as its cache (started per use, never the
     package's service)."""
-    found = shutil.which("redis-server")
-    if found:
-        log("redis", f"found {found}")
-        return Path(found)
-    log("redis", "installing Debian package (apt-get update && install redis-server)")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
-                   check=True, env=env)
-    found = shutil.which("redis-server")
-    if not found:
-        raise SystemExit("redis-server was installed but is not on PATH")
-    return Path(found)
+    return debian_command("redis-server", "redis-server")
 
 
 STEPS: dict[str, Step] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import sys
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,11 @@ def start_prometheus(binary: Path, *, state: Path, targets: dict[str, str],
     url = f"http://127.0.0.1:{port}"
     procs.wait_until("Prometheus /-/ready", lambda: procs.http_ok(f"{url}/-/ready"),
                      timeout=60, proc=proc)
+    # Ready to serve queries is not the same as having data: wait for a first scrape of every
+    # static target, so nothing that starts on a fresh stack sees an empty `up`.
+    query = urllib.parse.urlencode({"query": f"count(up) >= {len(targets)}"})
+    procs.wait_until("Prometheus's first scrape", lambda: procs.http_ok(
+        f"{url}/api/v1/query?{query}", body='"value"'), timeout=60, proc=proc)
     return Endpoint(url=url, proc=proc)
 
 

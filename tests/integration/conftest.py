@@ -19,11 +19,19 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from devstack import procs
+from devstack import paths, procs
 from devstack import stack as devstack
 from devstack.operator_process import OperatorProcess
 from devstack.stack import StackInfo
 from devstack.stackclient import Prometheus, Traffic
+
+# Under pytest-xdist every worker gets a stack of its own (its own apiserver, MLflow,
+# Prometheus and traffic): workers never see each other's objects, operators or restarts.
+# The first worker uses the usual state, so a stack kept from an earlier run is reused.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER not in ("", "gw0") and not str(paths.state_dir()).endswith(f"-{_WORKER}"):
+    # (this module is imported twice: as pytest's conftest and by the tests that import it)
+    os.environ["MODELDEPLOY_STATE"] = f"{paths.state_dir()}-{_WORKER}"
 
 
 @contextlib.contextmanager

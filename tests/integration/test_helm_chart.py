@@ -149,6 +149,14 @@ def _serving_versions(apps: client.AppsV1Api, core: client.CoreV1Api,
     return out
 
 
+def _no_rbac_denial(proc: OperatorProcess) -> None:
+    """Nothing the operator asked was refused by RBAC (the apiserver's words for a denial
+    name the ServiceAccount; a terminating namespace's 403 does not)."""
+    denied = [line for line in proc.log().splitlines()
+              if "system:serviceaccount:" in line and " cannot " in line]
+    assert not denied, "\n".join(denied[:10])
+
+
 def _reconciled_and_polled(proc: OperatorProcess) -> bool:
     with urllib.request.urlopen(proc.metrics_url, timeout=5) as resp:
         samples = parse(resp.read().decode())
@@ -206,7 +214,14 @@ def _install_canary_upgrade(
            "MODELDEPLOY_LEASE_NAMESPACE": release_ns}
     with stand_in(stack, operator, tmp_path / "sa-operator", env=env) as proc:
         _good_canary(stack, kubectl, custom, apps, core, namespace, route, GATEWAY, ANALYSIS)
-        assert "forbidden" not in proc.log().lower(), proc.log()[-3000:]
+        # The serving pods the operator renders pass the same `restricted` check (this
+        # namespace enforces it: their ReplicaSets could not have created them otherwise).
+        served = [api.sanitize_for_serialization(d)
+                  for d in apps.list_namespaced_deployment(namespace).items]
+        assert served and core.list_namespaced_pod(namespace).items
+        for pod in pods_of(served, namespace):
+            core.create_namespaced_pod(namespace, pod, dry_run="All")
+        _no_rbac_denial(proc)
         lease = client.CoordinationV1Api(api).read_namespaced_lease(
             "modeldeploy-operator", release_ns)
         assert lease.spec.holder_identity, "leader election through the chart's Role"
@@ -228,7 +243,7 @@ def _install_canary_upgrade(
         assert _serving_versions(apps, core, custom, namespace) == before
         assert md_after["metadata"]["generation"] == md_before["metadata"]["generation"]
         assert route.weights_of("scorer-v2")[-1] == 100
-        assert "forbidden" not in proc.log().lower(), proc.log()[-3000:]
+        _no_rbac_denial(proc)
 
 
 def test_a_namespaced_install_acts_only_in_its_namespaces(
@@ -257,7 +272,7 @@ def test_a_namespaced_install_acts_only_in_its_namespaces(
             wait_status(custom, namespace, "scorer", serving("1"), what="Stable in its namespace")
             time.sleep(3)
             assert not get(custom, other, "scorer").get("status"), "not watched: untouched"
-            assert "forbidden" not in proc.log().lower(), proc.log()[-3000:]
+            _no_rbac_denial(proc)
     finally:
         helm.run("uninstall", release, "--namespace", release_ns, "--wait", check=False)
         core.delete_namespace(other, propagation_policy="Background")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from modeldeploy.api import crd
+from modeldeploy.api import crd, docs
 from modeldeploy.api.spec import ModelDeploymentSpec, Runtime
 from modeldeploy.core import durations
 
@@ -117,6 +117,12 @@ def test_committed_crd_matches_the_models() -> None:
     assert committed == crd.render(), (
         "crds/modeldeployment.yaml is stale: run `python -m modeldeploy.api.crd > "
         "crds/modeldeployment.yaml`")
+
+
+def test_the_spec_reference_is_generated_from_the_models() -> None:
+    committed = (REPO / "docs" / "spec.md").read_text()
+    assert committed == docs.render(), "docs/spec.md is stale: run `make crd`"
+    assert "| `spec.rollout.steps[].weight` |" in committed
 
 
 def test_the_helm_chart_ships_the_same_crd() -> None:
