@@ -6,8 +6,9 @@ import asyncio
 import uuid
 
 import pytest
+from mlflow.exceptions import MlflowException
 
-from devstack.seed import seed_model
+from devstack.seed import mlflow_client, seed_model
 from devstack.stack import StackInfo
 from modeldeploy.adapters.registry import Registry, ResolveKey
 from modeldeploy.core.world import RegistryOutcome
@@ -73,6 +74,43 @@ def test_version_details_carry_metrics_signature_and_input_example(stack: StackI
     assert details.metrics == pytest.approx({"rmse": 0.27, "auc": 0.91})  # type: ignore[attr-defined]
     assert "x" in details.signature["inputs"]  # type: ignore[attr-defined]
     assert details.input_example == {"columns": ["x"], "data": [[1.0], [2.0]]}  # type: ignore[attr-defined]
+    # What /invocations takes: MLflow's own serving input example.
+    assert details.serving_example == {  # type: ignore[attr-defined]
+        "dataframe_split": {"columns": ["x"], "data": [[1.0], [2.0]]}}
+    assert details.aliases == ("champion",) and details.status == "READY"  # type: ignore[attr-defined]
+    assert details.exists and details.run_found  # type: ignore[attr-defined]
+
+
+def test_write_back_tags_and_aliases_and_a_deleted_version_is_told(stack: StackInfo) -> None:
+    model = f"adapter-write-{uuid.uuid4().hex[:6]}"
+    v1 = seed_model(stack, name=model, alias="champion")
+    v2 = seed_model(stack, name=model)
+    registry = Registry(timeout=10)
+    k = key(stack.mlflow_tracking_uri, model, "alias", "champion")
+    outcome = {"modeldeploy.outcome": "RolledBack", "modeldeploy.reason": "AnalysisFailed"}
+
+    async def scenario() -> tuple[object, object]:
+        await registry.write_back(k, None, v2["version"], tags=outcome)
+        await registry.write_back(k, None, v1["version"], tags={}, aliases=("previous",))
+        await registry.write_back(k, None, v2["version"], tags=outcome)  # idempotent
+        res = await registry.resolve(key(stack.mlflow_tracking_uri, model, "version",
+                                         v2["version"]), None)
+        assert res.version is not None
+        return res.version, await registry.details(k, None, res.version)
+
+    version, details = asyncio.run(scenario())
+    assert details.tags == outcome  # type: ignore[attr-defined]
+    mlflow = mlflow_client(stack)
+    assert mlflow.get_model_version_by_alias(model, "previous").version == v1["version"]
+    assert mlflow.get_model_version(model, v2["version"]).tags == outcome
+
+    mlflow.delete_model_version(model, v2["version"])
+    gone = asyncio.run(registry.details(k, None, version))  # type: ignore[arg-type]
+    assert not gone.exists and not gone.run_found
+
+    with pytest.raises(MlflowException) as refused:
+        asyncio.run(registry.write_back(k, None, v2["version"], tags=outcome))
+    assert refused.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
 def test_an_unreachable_registry_is_an_answer_not_an_exception() -> None:

@@ -37,6 +37,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+from mlflow.entities.model_registry import ModelVersionTag as _Tag
 from mlflow.exceptions import MlflowException
 from mlflow.store.model_registry.rest_store import RestStore as RegistryStore
 from mlflow.store.tracking.rest_store import RestStore as TrackingStore
@@ -73,11 +74,24 @@ class ResolveKey:
 
 @dataclass(frozen=True)
 class VersionDetails:
-    """What gates need beyond the resolution: run metrics, signature and input example."""
+    """What gates need beyond the resolution: run metrics, signature, input example, and the
+    version's own marks in the registry (tags, aliases, stage, status)."""
 
     metrics: dict[str, float]
     signature: dict[str, Any] | None
     input_example: Any | None
+    #: The payload to POST to the model server's /invocations (MLflow's serving input
+    #: example, else the input example in ``dataframe_split`` form), None without one.
+    serving_example: Any | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    stage: str | None = None
+    #: MLflow's registration status (READY, PENDING_REGISTRATION, FAILED_REGISTRATION).
+    status: str | None = None
+    #: The version still exists in the registry (False: deleted since it was resolved).
+    exists: bool = True
+    #: Its run still exists (False: no run, or the run was deleted).
+    run_found: bool = True
 
 
 def model_uri(model: str, version: str) -> str:
@@ -175,12 +189,31 @@ class _Client:
                 raise _NotFoundError("ModelNotFound", _no_model(key)) from exc
             raise
 
-    def details(self, run_id: str | None, source: str | None) -> VersionDetails:
-        return _once_more_if_dropped(lambda: self._details(run_id, source))
+    def details(self, model: str, version: ResolvedVersion) -> VersionDetails:
+        return _once_more_if_dropped(lambda: self._details(model, version))
 
-    def _details(self, run_id: str | None, source: str | None) -> VersionDetails:
-        metrics = dict(self.tracking.get_run(run_id).data.metrics) if run_id else {}
-        signature, example = None, None
+    def _details(self, model: str, version: ResolvedVersion) -> VersionDetails:
+        try:
+            mv = self.registry.get_model_version(model, version.version)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return VersionDetails(metrics={}, signature=None, input_example=None,
+                                      exists=False, run_found=False)
+            raise
+        marks: dict[str, Any] = {
+            "tags": dict(mv.tags or {}), "aliases": tuple(mv.aliases or ()),
+            "stage": mv.current_stage or None, "status": str(mv.status or "") or None}
+        run_id, source = version.run_id, version.source
+        metrics: dict[str, float] = {}
+        run_found = bool(run_id)
+        if run_id:
+            try:
+                metrics = dict(self.tracking.get_run(run_id).data.metrics)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                run_found = False
+        signature, example, serving = None, None, None
         model_id = source.removeprefix("models:/") if source and \
             source.startswith("models:/m-") else None
         if model_id:
@@ -193,7 +226,25 @@ class _Client:
                 if info.get("artifact_path"):
                     raw = self._artifact(location, info["artifact_path"])
                     example = json.loads(raw) if raw else None
-        return VersionDetails(metrics=metrics, signature=signature, input_example=example)
+                if info.get("serving_input_path"):
+                    raw = self._artifact(location, info["serving_input_path"])
+                    serving = json.loads(raw) if raw else None
+        if serving is None and isinstance(example, dict) and "columns" in example:
+            serving = {"dataframe_split": example}
+        return VersionDetails(metrics=metrics, signature=signature, input_example=example,
+                              serving_example=serving, run_found=run_found, **marks)
+
+    def write_back(self, model: str, version: str, tags: dict[str, str],
+                   aliases: tuple[str, ...]) -> None:
+        """Tag ``version`` and point ``aliases`` at it (idempotent: the same write twice
+        changes nothing)."""
+        def write() -> None:
+            for k, v in tags.items():
+                self.registry.set_model_version_tag(model, version, _Tag(k, v))
+            for alias in aliases:
+                self.registry.set_registered_model_alias(model, alias, version)
+
+        _once_more_if_dropped(write)
 
     def _artifact(self, location: str, name: str) -> str | None:
         """Read an artifact through the tracking server's artifact proxy, if it serves it."""
@@ -329,4 +380,12 @@ class Registry:
                       version: ResolvedVersion) -> VersionDetails:
         client = _Client(key.tracking_uri, key.registry_uri, creds)
         return await self._run(registry_host(key.tracking_uri), client.details,
-                               version.run_id, version.source)
+                               key.model, version)
+
+    async def write_back(self, key: ResolveKey, creds: Credentials | None, version: str, *,
+                         tags: dict[str, str], aliases: tuple[str, ...] = ()) -> None:
+        """Record an outcome on ``version`` in the registry; raises what the registry said
+        (the caller retries and reports: a failed write never changes a traffic decision)."""
+        client = _Client(key.tracking_uri, key.registry_uri, creds)
+        await self._run(registry_host(key.registry_uri), client.write_back, key.model,
+                        version, tags, aliases)
