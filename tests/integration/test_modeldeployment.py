@@ -373,6 +373,16 @@ INVALID = [
       "serving": {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}},
       "rollout": {"steps": [{"weight": 10}]}},
      "spec.serving.autoscaling", "splits traffic by replica counts"),
+    ({"model": {"name": "m", "alias": "a"}, "rollout": {"steps": [{"weight": 10}], "gates": {
+        "registryMetrics": [{"name": "rmse", "direction": "lower", "maxRegression": "2%",
+                             "maxDelta": 0.01}]}}},
+     "spec.rollout.gates.registryMetrics[0].maxDelta", "at most one of maxRegression"),
+    ({"model": {"name": "m", "alias": "a"}, "rollout": {"steps": [{"weight": 10}], "gates": {
+        "signature": {"onBreakingChange": "ignore"}}}},
+     "spec.rollout.gates.signature.onBreakingChange", "Unsupported value"),
+    ({"model": {"name": "m", "alias": "a"},
+      "rollout": {"steps": [{"weight": 10}], "gates": {"smokeTest": {"attempts": 0}}}},
+     "spec.rollout.gates.smokeTest.attempts", "greater than or equal to 1"),
 ]
 
 

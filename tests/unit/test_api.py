@@ -43,6 +43,15 @@ def test_selector(model: dict[str, Any], selector: tuple[str, str]) -> None:
 
 
 INVALID = [
+    ("two metric limits", spec(rollout={"gates": {"registryMetrics": [
+        {"name": "rmse", "direction": "lower", "maxRegression": "2%", "maxDelta": 0.1}]}}),
+     "at most one of maxRegression"),
+    ("relative limit not a percentage", spec(rollout={"gates": {"registryMetrics": [
+        {"name": "rmse", "direction": "lower", "maxRegression": "0.02"}]}}), "maxRegression"),
+    ("unknown breaking-change policy", spec(rollout={"gates": {"signature": {
+        "onBreakingChange": "ignore"}}}), "onBreakingChange"),
+    ("unknown missing-example policy", spec(rollout={"gates": {"smokeTest": {
+        "onMissingExample": "maybe"}}}), "onMissingExample"),
     ("two selectors", spec(model={"name": "m", "alias": "a", "version": "3"}),
      "exactly one of alias, stage and version"),
     ("no selector", spec(model={"name": "m"}), "exactly one of alias, stage and version"),
@@ -168,3 +177,21 @@ def test_durations_parse(text: str, seconds: float) -> None:
 def test_bad_durations_are_named(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         durations.parse(text)
+
+
+def test_a_full_gates_section_is_accepted_with_its_defaults() -> None:
+    parsed = ModelDeploymentSpec.model_validate(spec(rollout={"steps": [{"weight": 10}], "gates": {
+        "smokeTest": {},
+        "registryMetrics": [{"name": "rmse", "direction": "lower", "maxRegression": "2%"},
+                            {"name": "auc", "direction": "higher", "maxDelta": 0.01,
+                             "onMissing": "allow"}],
+        "signature": {"onBreakingChange": "approve"},
+        "required": {"tags": {"validation_status": "approved", "fairness": "*"},
+                     "aliases": ["staging"]}}}))
+    assert parsed.rollout is not None
+    gates = parsed.rollout.gates
+    assert gates is not None and gates.smokeTest is not None
+    assert (gates.smokeTest.attempts, gates.smokeTest.timeout, gates.smokeTest.maxLatency,
+            gates.smokeTest.onMissingExample) == (3, "10s", "1s", "skip")
+    assert [m.onMissing for m in gates.registryMetrics or []] == ["block", "allow"]
+    assert gates.signature is not None and gates.signature.onBreakingChange == "approve"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from modeldeploy.api.spec import Direction
 from modeldeploy.core.gates import (
-    Direction,
     MetricVerdict,
     Signature,
     breaking_changes,

@@ -28,6 +28,7 @@ SHORT_NAMES = ["mdep"]
 _KEEP = {
     "type", "description", "default", "enum", "pattern", "minLength", "maxLength", "minimum",
     "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "format",
+    "minProperties", "maxProperties",
     "x-kubernetes-validations", "x-kubernetes-preserve-unknown-fields",
 }
 #: Keys handled structurally or dropped on purpose.

@@ -17,7 +17,8 @@ from modeldeploy.api.status import ModelDeploymentStatus
 _LIMITS = (("minimum", "≥ {}"), ("exclusiveMinimum", "> {}"), ("maximum", "≤ {}"),
            ("exclusiveMaximum", "< {}"), ("minLength", "length ≥ {}"),
            ("maxLength", "length ≤ {}"), ("minItems", "≥ {} items"),
-           ("maxItems", "≤ {} items"), ("pattern", "matches `{}`"))
+           ("maxItems", "≤ {} items"), ("maxProperties", "≤ {} entries"),
+           ("pattern", "matches `{}`"))
 
 
 def _type(node: dict[str, Any]) -> str:

@@ -349,31 +349,86 @@ class Direction(StrEnum):
     HIGHER = "higher"  # higher is better (accuracy, auc)
 
 
+class OnMissing(StrEnum):
+    """What a missing value means to a gate."""
+
+    BLOCK = "block"  # no value, no traffic
+    ALLOW = "allow"  # let it through, and say so in status
+
+
+@rules(Rule("!(has(self.maxRegression) && has(self.maxDelta))",
+            "set at most one of maxRegression (relative) and maxDelta (absolute)",
+            field_path=".maxDelta"))
 class RegistryMetricGate(_Model):
-    name: str = Field(min_length=1, max_length=256, description="Run metric name, e.g. rmse.")
+    name: str = Field(min_length=1, max_length=256, description=(
+        "A metric logged in the version's run, e.g. rmse or auc."))
     direction: Direction = Field(description="Whether lower or higher is better.")
-    maxRegression: str = Field(default="0%", pattern=r"^[0-9]+(\.[0-9]+)?%$", description=(
-        "How much worse than the stable version's metric the new one may be, e.g. 2%."))
+    maxRegression: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?%$",
+                                      description=(
+        "How much worse than the stable version's value the new one may be, relative to it "
+        "(e.g. 2%). Neither this nor maxDelta: no regression at all."))
+    maxDelta: float | None = Field(default=None, ge=0, description=(
+        "How much worse than the stable version's value the new one may be, in the metric's "
+        "own unit (e.g. 0.01)."))
+    onMissing: OnMissing = Field(default=OnMissing.BLOCK, description=(
+        "When the new version's run did not log the metric (or has no run): block, or allow "
+        "and record it. A stable version without the metric (a first release) never blocks."))
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> Self:
+        if self.maxRegression is not None and self.maxDelta is not None:
+            raise ValueError("set at most one of maxRegression (relative) and maxDelta "
+                             "(absolute)")
+        return self
+
+
+class OnMissingExample(StrEnum):
+    SKIP = "skip"  # no input example: the smoke test is skipped, and status says so
+    FAIL = "fail"  # no input example: the version gets no traffic
 
 
 class SmokeTest(_Model):
-    inputExample: bool = Field(default=True, description=(
-        "Send the model's logged input example to the new version before it gets traffic."))
-    maxLatency: Duration = Field(default="1s", description="Slowest acceptable response.")
+    attempts: int = Field(default=3, ge=1, le=10, description=(
+        "Tries before the smoke test fails (one success passes)."))
+    timeout: Duration = Field(default="10s", description="Time allowed for one attempt.")
+    maxLatency: Duration = Field(default="1s", description=(
+        "Slowest acceptable response to the input example."))
+    onMissingExample: OnMissingExample = Field(default=OnMissingExample.SKIP, description=(
+        "A version logged without an input example: skip the smoke test, or fail it."))
+
+
+class OnBreakingChange(StrEnum):
+    BLOCK = "block"  # the version gets no traffic
+    APPROVE = "approve"  # it waits until a human promotes it
+    WARN = "warn"  # it proceeds; a Warning event and the status name the change
 
 
 class SignatureGate(_Model):
-    onBreakingChange: str = Field(default="block", pattern=r"^(block|warn|ignore)$",
-                                  description="block, warn or ignore a breaking signature change.")
+    onBreakingChange: OnBreakingChange = Field(default=OnBreakingChange.BLOCK, description=(
+        "A removed or retyped input, a new required input, or any change of the outputs, "
+        "compared with the stable version's signature."))
+
+
+class RequiredMarks(_Model):
+    tags: dict[str, str] | None = Field(default=None, max_length=32, description=(
+        "Version tags that must be present, with these values (\"*\": any value), e.g. "
+        "validation_status: approved."))
+    aliases: list[str] | None = Field(default=None, max_length=16, description=(
+        "Aliases that must point at the version, e.g. staging (moved there by the staging "
+        "ModelDeployment's write-back)."))
 
 
 class Gates(_Model):
-    smokeTest: SmokeTest | None = Field(default=None, description="Smoke test before traffic.")
+    smokeTest: SmokeTest | None = Field(default=None, description=(
+        "POST the version's logged input example to its Service's /invocations and check "
+        "the answer against its output signature and a latency budget."))
     registryMetrics: list[RegistryMetricGate] | None = Field(default=None, max_length=32,
                                                              description=(
-        "Compare run metrics of the new version against the stable one."))
+        "Compare the new version's run metrics with the stable version's."))
     signature: SignatureGate | None = Field(default=None, description=(
-        "What to do when the model signature changes incompatibly."))
+        "What a breaking change of the model signature does."))
+    required: RequiredMarks | None = Field(default=None, description=(
+        "Registry marks the version must carry before it may start."))
 
 
 @rules(Rule("has(self.template) != has(self.query)",

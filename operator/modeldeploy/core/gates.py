@@ -330,11 +330,6 @@ def _show(value: Any) -> str:
 # --- registry metric gate ---------------------------------------------------------------------
 
 
-class Direction(StrEnum):
-    LOWER = "lower"
-    HIGHER = "higher"
-
-
 class MetricVerdict(StrEnum):
     PASSED = "Passed"
     FAILED = "Failed"
@@ -353,10 +348,11 @@ class MetricComparison:
     message: str
 
 
-def compare_metric(metric: str, direction: Direction, candidate: float | None,
+def compare_metric(metric: str, direction: str, candidate: float | None,
                    stable: float | None, *, max_regression: float | None = None,
                    relative: bool = True, missing_blocks: bool = True) -> MetricComparison:
-    """The candidate run's ``metric`` against the stable run's: it may be worse by at most
+    """The candidate run's ``metric`` against the stable run's (``direction``: "lower" or
+    "higher" is better, as spec.rollout.gates.registryMetrics[].direction): worse by at most
     ``max_regression`` (a fraction of the stable value when ``relative``, else absolute).
     A missing value (no run, or the run did not log it) fails when ``missing_blocks``; a
     missing stable value (a first release) is never a regression."""
@@ -376,7 +372,9 @@ def compare_metric(metric: str, direction: Direction, candidate: float | None,
                        "compare with")
     step = abs(stable) * allowance if relative else allowance
     shown = f"{allowance * 100:g}%" if relative else f"{allowance:g}"
-    if direction is Direction.LOWER:
+    if direction not in ("lower", "higher"):
+        raise ValueError(f"direction must be lower or higher, not {direction!r}")
+    if direction == "lower":
         bound, worse = stable + step, candidate > stable + step
         limit = f"{metric} ≤ {bound:.6g} (stable {stable:g} + {shown})"
     else:
