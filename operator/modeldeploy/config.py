@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from modeldeploy.adapters.scoring import DEFAULT_SERVICE_URL_TEMPLATE, service_url
 from modeldeploy.api import DEFAULT_MLFLOW_IMAGE
 
 
@@ -49,6 +50,9 @@ class OperatorConfig:
     #: Prometheus for canary analysis (MODELDEPLOY_PROMETHEUS_URL); without it every
     #: measurement is an Error (and a release with analysis rolls back at the error limit).
     prometheus_url: str | None = None
+    #: Where a version's Service answers (MODELDEPLOY_SERVICE_URL_TEMPLATE; placeholders
+    #: {service}, {namespace}, {port}): the smoke test and health probes POST there.
+    service_url_template: str = DEFAULT_SERVICE_URL_TEMPLATE
     prometheus_timeout: float = 10.0
     leader_election: bool = True
     lease_namespace: str = "default"
@@ -85,6 +89,8 @@ class OperatorConfig:
             resync_seconds=float(get("RESYNC_SECONDS") or cls.resync_seconds),
             stall_after=float(get("STALL_AFTER_SECONDS") or cls.stall_after),
             prometheus_url=get("PROMETHEUS_URL"),
+            service_url_template=_template(get("SERVICE_URL_TEMPLATE")
+                                           or DEFAULT_SERVICE_URL_TEMPLATE),
             prometheus_timeout=float(get("PROMETHEUS_TIMEOUT") or cls.prometheus_timeout),
             leader_election=(get("LEADER_ELECTION") or "true").lower() not in ("false", "0",
                                                                             "no", "off"),
@@ -113,6 +119,12 @@ class OperatorConfig:
     def reads_secrets_in(self, namespace: str) -> bool:
         where = self.secret_namespaces
         return where is None or namespace in where
+
+
+def _template(template: str) -> str:
+    """The service URL template, refused at start-up (ValueError) when it cannot be used."""
+    service_url(template, service="s", namespace="n", port=1)
+    return template
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
