@@ -39,7 +39,8 @@ SA = "{release}-modeldeploy-operator"  # the chart's default ServiceAccount name
 NAMESPACED = {"watchNamespaces": ["team-a", "team-b"], "registryCredentials": {
     "namespaces": ["team-b"]}}
 WITH_EVERYTHING = {"webhook": {"enabled": True, "secretName": "mlflow-webhook"},
-                   "config": {"logFormat": "json", "prometheusUrl": "http://prometheus:9090"},
+                   "config": {"logFormat": "json", "prometheusUrl": "http://prometheus:9090",
+                              "serviceUrlTemplate": "http://{service}.{namespace}:{port}"},
                    "metrics": {"serviceMonitor": {"enabled": True}}}
 VARIANTS = {"default": {}, "namespaced": NAMESPACED, "everything": WITH_EVERYTHING}
 
