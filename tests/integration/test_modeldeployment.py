@@ -383,6 +383,9 @@ INVALID = [
     ({"model": {"name": "m", "alias": "a"},
       "rollout": {"steps": [{"weight": 10}], "gates": {"smokeTest": {"attempts": 0}}}},
      "spec.rollout.gates.smokeTest.attempts", "greater than or equal to 1"),
+    ({"model": {"name": "m", "alias": "champion",
+                "writeBack": {"promotedAliases": ["champion"]}}},
+     "spec.model.writeBack.promotedAliases", "may not move the alias this object tracks"),
 ]
 
 

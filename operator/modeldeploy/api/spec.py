@@ -80,6 +80,28 @@ POLL_RULE = f"pollInterval must be at least {MIN_POLL_INTERVAL} (webhooks are th
 MODEL_NAME_RULE = "MLflow refuses registered model names that contain '/' or ':'"
 
 
+ALIAS_PATTERN = r"^[A-Za-z0-9_\-]+$"
+WRITE_BACK_ALIAS_RULE = ("writeBack may not move the alias this object tracks (it would release "
+                         "what it just released)")
+
+
+class WriteBack(_Model):
+    """What the operator records in the registry when a release ends (its credentials)."""
+
+    tagPrefix: str = Field(default="modeldeploy", min_length=1, max_length=64,
+                           pattern=r"^[A-Za-z0-9_\-.]+$", description=(
+        "Tags written on the version: <prefix>.outcome (Promoted or Rejected), .reason, "
+        ".cluster, .namespace, .name, .at and .analysis."))
+    promotedAliases: list[Annotated[str, Field(min_length=1, max_length=256,
+                                               pattern=ALIAS_PATTERN)]] | None = Field(
+        default=None, max_length=8, description=(
+            "Aliases moved to a version once it is promoted here, e.g. staging-approved, "
+            "which a production ModelDeployment can require (gates.required.aliases)."))
+    previousAlias: str | None = Field(default=None, min_length=1, max_length=256,
+                                      pattern=ALIAS_PATTERN, description=(
+        "Alias moved to the version a promotion replaced, e.g. previous-champion."))
+
+
 @rules(
     Rule("[has(self.alias), has(self.stage), has(self.version)].filter(x, x).size() == 1",
          SELECTOR_RULE),
@@ -87,12 +109,16 @@ MODEL_NAME_RULE = "MLflow refuses registered model names that contain '/' or ':'
          f"duration('{MIN_POLL_INTERVAL}')", POLL_RULE, field_path=".pollInterval"),
     Rule("!self.name.contains('/') && !self.name.contains(':')", MODEL_NAME_RULE,
          field_path=".name"),
+    Rule("!has(self.writeBack) || !has(self.alias) || "
+         "!has(self.writeBack.promotedAliases) || "
+         "!self.writeBack.promotedAliases.exists(a, a == self.alias)",
+         WRITE_BACK_ALIAS_RULE, field_path=".writeBack.promotedAliases"),
 )
 class ModelRef(_Model):
     name: str = Field(min_length=1, max_length=256, description=(
         "Registered model name in the MLflow Model Registry."))
     alias: str | None = Field(default=None, min_length=1, max_length=256,
-                              pattern=r"^[A-Za-z0-9_\-]+$", description=(
+                              pattern=ALIAS_PATTERN, description=(
         "Track the version this alias points to (e.g. champion). Moving the alias in MLflow "
         "releases the new version."))
     stage: LegacyStage | None = Field(default=None, description=(
@@ -106,6 +132,9 @@ class ModelRef(_Model):
         "How often the registry is polled for changes (at least 5s). Webhooks trigger at "
         "once; polling is the backstop for lost deliveries. Objects tracking the same model "
         "share one poll."))
+    writeBack: WriteBack | None = Field(default=None, description=(
+        "Record each release's outcome in the registry: tags on the version, aliases moved. "
+        "A failed write is retried and reported; it never changes a traffic decision."))
 
     @model_validator(mode="after")
     def _one_selector(self) -> Self:
@@ -115,6 +144,9 @@ class ModelRef(_Model):
             raise ValueError(POLL_RULE)
         if "/" in self.name or ":" in self.name:
             raise ValueError(MODEL_NAME_RULE)
+        if (self.writeBack is not None and self.alias is not None
+                and self.alias in (self.writeBack.promotedAliases or ())):
+            raise ValueError(WRITE_BACK_ALIAS_RULE)
         return self
 
     def selector(self) -> tuple[str, str]:

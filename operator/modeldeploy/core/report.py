@@ -225,6 +225,9 @@ def _not_yet(spec: ModelDeploymentSpec) -> str | None:
                 "version replaces the old one in a rolling switch")
     if rollout is not None and rollout.gates is not None:
         return "spec.rollout.gates are not acted on yet (registry gates arrive in a later release)"
+    if spec.model.writeBack is not None:
+        return ("spec.model.writeBack is not acted on yet (registry write-back arrives in a "
+                "later release)")
     return None
 
 
