@@ -58,6 +58,10 @@ class OperatorProcess:
             # Canary analysis queries the stack's Prometheus (which scrapes the traffic).
             "MODELDEPLOY_PROMETHEUS_URL": self.stack.prometheus_url,
         })
+        if self.stack.service_url_template:
+            # Smoke tests reach a version's Service through the stack's service gateway
+            # (devstack/scoring.py) instead of cluster DNS.
+            env["MODELDEPLOY_SERVICE_URL_TEMPLATE"] = self.stack.service_url_template
         env.update(self.extra_env)
         return env
 

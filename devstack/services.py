@@ -1,4 +1,5 @@
-"""The non-Kubernetes services of the stack: MLflow, the traffic exporter and Prometheus."""
+"""The non-Kubernetes services of the stack: MLflow, the traffic exporter, Prometheus and the
+scoring backends with their service gateway."""
 
 from __future__ import annotations
 
@@ -83,6 +84,23 @@ def start_traffic(*, state: Path, kubeconfig: Path, port: int | None = None) -> 
     return Endpoint(url=url, proc=proc)
 
 
+def start_scoring(*, state: Path, kubeconfig: Path, venv: Path, tracking_uri: str,
+                  port: int | None = None) -> Endpoint:
+    """The service gateway and the model servers behind it (:mod:`devstack.scoring`), from
+    this same interpreter; the servers run from the MLflow server's ``venv``. A restart stops
+    the servers and starts them again for the Deployments that still want them."""
+    port = port or free_port()
+    proc = procs.start("scoring", [
+        sys.executable, "-m", "devstack.scoring", "--kubeconfig", str(kubeconfig),
+        "--state", str(state), "--venv", str(venv), "--tracking-uri", tracking_uri,
+        "--listen", f"127.0.0.1:{port}",
+    ], state=state, cwd=Path(__file__).resolve().parent.parent)
+    url = f"http://127.0.0.1:{port}"
+    procs.wait_until("service gateway /_healthz", lambda: procs.http_ok(f"{url}/_healthz"),
+                     timeout=30, proc=proc)
+    return Endpoint(url=url, proc=proc)
+
+
 def start_prometheus(binary: Path, *, state: Path, targets: dict[str, str],
                      port: int | None = None) -> Endpoint:
     """Prometheus as our own process (not the Debian service), scraping ``targets``.
@@ -124,4 +142,5 @@ def start_prometheus(binary: Path, *, state: Path, targets: dict[str, str],
     return Endpoint(url=url, proc=proc)
 
 
-COMPONENTS = ("prometheus", "traffic", "mlflow")
+#: Stopped in this order (newest first), restarted in the reverse.
+COMPONENTS = ("scoring", "prometheus", "traffic", "mlflow")

@@ -5,13 +5,14 @@ for each to be really ready, and writes two files into the state directory:
 
 * ``kubeconfig`` — admin access to the local apiserver;
 * ``stack.env`` / ``stack.json`` — the same facts as shell variables and as JSON
-  (KUBECONFIG, MLFLOW_TRACKING_URI, PROMETHEUS_URL, TRAFFIC_URL, KUBECTL, HELM, KSTATUS, ...).
+  (KUBECONFIG, MLFLOW_TRACKING_URI, PROMETHEUS_URL, TRAFFIC_URL, SCORING_URL,
+  SERVICE_URL_TEMPLATE, KUBECTL, HELM, KSTATUS, ...).
 
 On a running stack ``up`` changes nothing, except to bring it up to this checkout
 (:func:`refresh`): CRDs added to bring-up since it started are installed, and a traffic exporter
-running older code is restarted. If some of its processes died, it starts just those again, on
-the same ports and the data they left (etcd, MLflow's sqlite, Prometheus' TSDB); only when that
-fails does it say so and start the whole stack over from empty data.
+or scoring gateway running older code is restarted. If some of its processes died, it starts
+just those again, on the same ports and the data they left (etcd, MLflow's sqlite, Prometheus'
+TSDB); only when that fails does it say so and start the whole stack over from empty data.
 
 ``down`` stops exactly the processes ``up`` recorded, by pid, and nothing else.
 """
@@ -55,6 +56,15 @@ class StackInfo:
     started_seconds: float
     #: The kstatus tool (:func:`kstatus`); empty in a stack.json written before it existed.
     kstatus: str = ""
+    #: The service gateway in front of the model servers (:mod:`devstack.scoring`); empty in a
+    #: stack.json written before it existed.
+    scoring_url: str = ""
+
+    @property
+    def service_url_template(self) -> str:
+        """How a version's Service is reached here (the operator's
+        MODELDEPLOY_SERVICE_URL_TEMPLATE; in a cluster ``http://{service}.{namespace}.svc:{port}``)."""
+        return f"{self.scoring_url}/{{namespace}}/{{service}}" if self.scoring_url else ""
 
     def env(self) -> dict[str, str]:
         return {
@@ -66,6 +76,8 @@ class StackInfo:
             "KUBECTL": self.kubectl,
             "HELM": self.helm,
             "KSTATUS": self.kstatus,
+            "SCORING_URL": self.scoring_url,
+            "SERVICE_URL_TEMPLATE": self.service_url_template,
         }
 
 
@@ -156,46 +168,65 @@ def refresh(info: StackInfo, *, quiet: bool = True) -> StackInfo:
 
     * Istio's CRDs, installed (idempotent server-side apply): a stack started before they
       were part of bring-up lacks them.
-    * The traffic exporter, restarted on its port if it runs other code than this checkout's
-      (the digest of its source is recorded at start). The restart forgets the behaviours
-      and rates tests had set, so it happens only when the code really changed.
+    * The traffic exporter and the scoring gateway, each restarted on its port if it runs
+      other code than this checkout's (the digest of its source is recorded at start). The
+      restart forgets the behaviours and rates tests had set (traffic) or restarts the model
+      servers (scoring), so it happens only when the code really changed.
     """
     kube.install_istio_crds(info.kubectl, info.kubeconfig, build.fetch_istio_crds()
                             / build.ISTIO_CRDS)
     state = Path(info.state)
-    if _traffic_source(state) != traffic_digest():
-        _say(quiet, "traffic exporter runs older code; restarting it on its port")
-        procs.stop(state, "traffic")
-        _restart_traffic(info)
+    for name in SOURCES:
+        if _recorded_source(state, name) != source_digest(name):
+            _say(quiet, f"{name} runs older code; restarting it on its port")
+            procs.stop(state, name)
+            info = _restart_service(info, name)
     return _publish(info)
 
 
-#: The modules the traffic exporter process runs.
-TRAFFIC_SOURCES = ("traffic.py", "traffic_routes.py")
+#: The modules each of these processes runs: :func:`refresh` restarts it when they change.
+SOURCES = {"traffic": ("traffic.py", "traffic_routes.py"),
+           "scoring": ("scoring.py", "procs.py", "ports.py")}
+TRAFFIC_SOURCES = SOURCES["traffic"]
+
+
+def source_digest(name: str) -> str:
+    """Digest of component ``name``'s code in this checkout."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for module in SOURCES[name]:
+        h.update((here / module).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def traffic_digest() -> str:
     """Digest of the traffic exporter's code in this checkout."""
-    here = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for name in TRAFFIC_SOURCES:
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:16]
+    return source_digest("traffic")
 
 
-def _traffic_source_path(state: Path) -> Path:
-    return state / "traffic.source"
+def _source_path(state: Path, name: str) -> Path:
+    return state / f"{name}.source"
 
 
-def _traffic_source(state: Path) -> str:
-    path = _traffic_source_path(state)
+def _recorded_source(state: Path, name: str) -> str:
+    path = _source_path(state, name)
     return path.read_text().strip() if path.exists() else ""
 
 
 def _start_traffic(state: Path, kubeconfig: Path, port: int | None = None) -> services.Endpoint:
     digest = traffic_digest()  # before the start: the code the process is about to import
     endpoint = services.start_traffic(state=state, kubeconfig=kubeconfig, port=port)
-    _traffic_source_path(state).write_text(digest + "\n")
+    _source_path(state, "traffic").write_text(digest + "\n")
+    return endpoint
+
+
+def _start_scoring(state: Path, kubeconfig: Path, tracking_uri: str,
+                   port: int | None = None) -> services.Endpoint:
+    digest = source_digest("scoring")
+    endpoint = services.start_scoring(state=state, kubeconfig=kubeconfig,
+                                      venv=build.mlflow_venv_dir(), tracking_uri=tracking_uri,
+                                      port=port)
+    _source_path(state, "scoring").write_text(digest + "\n")
     return endpoint
 
 
@@ -230,6 +261,7 @@ def _start(state: Path, *, quiet: bool) -> StackInfo:
         prom = services.start_prometheus(prometheus_bin, state=state,
                                          targets=_prometheus_targets(traffic.url))
         mlflow_url = mlflow().url
+        scoring = _start_scoring(state, cp.kubeconfig, mlflow_url)
     except BaseException:
         down(state=state, quiet=True)
         raise
@@ -245,6 +277,7 @@ def _start(state: Path, *, quiet: bool) -> StackInfo:
         kubernetes_version=versions.KUBERNETES,
         started_seconds=round(time.monotonic() - started, 1),
         kstatus=str(build.kstatus_binary()),
+        scoring_url=scoring.url,
     ))
     _say(quiet, f"stack ready in {info.started_seconds}s; env: {state / 'stack.env'}")
     return info
@@ -291,7 +324,7 @@ def _revive(info: StackInfo, dead: Sequence[str], *, quiet: bool) -> StackInfo |
                 "with the data they left")
     try:
         build.build_all()
-        restarted = _restart(info, dead)
+        restarted, info = _restart(info, dead)
     except procs.StackError as exc:
         print(f"[stack] could not restart {', '.join(dead)} in place: {exc}\n"
               "[stack] restarting the whole stack from empty data", file=sys.stderr, flush=True)
@@ -301,9 +334,9 @@ def _revive(info: StackInfo, dead: Sequence[str], *, quiet: bool) -> StackInfo |
     return _publish(replace(info, kstatus=str(build.kstatus_binary())))
 
 
-def _restart(info: StackInfo, dead: Sequence[str]) -> list[str]:
+def _restart(info: StackInfo, dead: Sequence[str]) -> tuple[list[str], StackInfo]:
     """Control plane first (traffic needs the apiserver), then the services; the names
-    restarted, in that order."""
+    restarted, in that order, and the info with their URLs."""
     state = Path(info.state)
     plane = [n for n in reversed(kube.COMPONENTS) if n in dead]
     if plane:
@@ -311,8 +344,15 @@ def _restart(info: StackInfo, dead: Sequence[str]) -> list[str]:
     rest = [n for n in reversed(services.COMPONENTS) if n in dead]
     for name in rest:
         procs.stop(state, name)  # sweeps children the dead leader left (MLflow's workers)
-        _SERVICE_RESTARTS[name](info)
-    return plane + rest
+        info = _restart_service(info, name)
+    return plane + rest, info
+
+
+def _restart_service(info: StackInfo, name: str) -> StackInfo:
+    """Start service ``name`` again on its port; a gateway a stack started before it existed
+    gets a new one."""
+    endpoint = _SERVICE_RESTARTS[name](info)
+    return replace(info, scoring_url=endpoint.url) if name == "scoring" else info
 
 
 def _port(url: str) -> int:
@@ -330,6 +370,11 @@ def _restart_traffic(info: StackInfo) -> services.Endpoint:
     return _start_traffic(Path(info.state), Path(info.kubeconfig), _port(info.traffic_url))
 
 
+def _restart_scoring(info: StackInfo) -> services.Endpoint:
+    return _start_scoring(Path(info.state), Path(info.kubeconfig), info.mlflow_tracking_uri,
+                          _port(info.scoring_url) if info.scoring_url else None)
+
+
 def _restart_prometheus(info: StackInfo) -> services.Endpoint:
     return services.start_prometheus(build.prometheus(), state=Path(info.state),
                                      targets=_prometheus_targets(info.traffic_url),
@@ -340,6 +385,7 @@ _SERVICE_RESTARTS: dict[str, Callable[[StackInfo], services.Endpoint]] = {
     "mlflow": _restart_mlflow,
     "traffic": _restart_traffic,
     "prometheus": _restart_prometheus,
+    "scoring": _restart_scoring,
 }
 
 
@@ -347,6 +393,9 @@ def down(*, state: Path | None = None, quiet: bool = False) -> list[str]:
     """Stop what ``up`` started (recorded pids only), newest first."""
     state = state or state_dir()
     stopped = [name for name in EXTRA_COMPONENTS + ALL_COMPONENTS if procs.stop(state, name)]
+    # The scoring component stops its model servers; these are any a killed one left.
+    for pidfile in sorted((state / "pids").glob("scoring-*.pid")):
+        procs.stop(state, pidfile.stem, timeout=5)
     info_path(state).unlink(missing_ok=True)
     if stopped:
         _say(quiet, f"stopped: {', '.join(stopped)}")
