@@ -54,6 +54,9 @@ __all__ = ["Backend", "RouteSplit", "Simulator", "splits_from_objects"]
 
 DEFAULT_RPS = 20.0
 DEFAULT_LATENCY = 0.05
+#: Share of a model's users who carry an A/B route's header or cookie (PUT /audience).
+DEFAULT_AUDIENCE = 0.25
+LIVE, MIRROR = "live", "mirror"  # the `source` label: users' requests, or mirrored copies
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5,
                    0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 #: Istio's default buckets for istio_request_duration_milliseconds.
@@ -88,13 +91,15 @@ class Simulator:
     default_rps: float = DEFAULT_RPS
 
     def __post_init__(self) -> None:
+        # source: "live" (users see the answer) or "mirror" (a copy; nobody sees it).
         self.requests = Counter(
             "model_requests_total", "Simulated requests to a model version.",
-            ["namespace", "model", "version", "code"], registry=self.registry,
+            ["namespace", "model", "version", "code", "source"], registry=self.registry,
         )
         self.latency = Histogram(
             "model_request_duration_seconds", "Simulated request latency of a model version.",
-            ["namespace", "model", "version"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            ["namespace", "model", "version", "source"], buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.istio_requests = Counter(
             "istio_requests", "Simulated requests, as an Istio sidecar reports them.",
@@ -108,7 +113,8 @@ class Simulator:
         self.routes: list[RouteSplit] = []
         self.behaviours: dict[tuple[str, str, str], Behaviour] = {}
         self.rates: dict[tuple[str, str], float] = {}
-        self._acc: dict[tuple[str, str, str], _Accumulators] = {}
+        self.audiences: dict[tuple[str, str], float] = {}
+        self._acc: dict[tuple[str, str, str, str], _Accumulators] = {}
         self._lock = threading.Lock()
 
     def set_routes(self, routes: list[RouteSplit]) -> None:
@@ -133,6 +139,8 @@ class Simulator:
                 del self.behaviours[key]
             for rkey in [k for k in self.rates if namespace in (None, k[0])]:
                 del self.rates[rkey]
+            for akey in [k for k in self.audiences if namespace in (None, k[0])]:
+                del self.audiences[akey]
 
     def set_rate(self, namespace: str, model: str, rps: float) -> None:
         if rps < 0:
@@ -140,21 +148,40 @@ class Simulator:
         with self._lock:
             self.rates[(namespace, model)] = rps
 
+    def set_audience(self, namespace: str, model: str, share: float) -> None:
+        if not 0.0 <= share <= 1.0:
+            raise ValueError("share must be within 0..1")
+        with self._lock:
+            self.audiences[(namespace, model)] = share
+
     def tick(self, dt: float) -> None:
-        """Account ``dt`` seconds of traffic on every route."""
+        """Account ``dt`` seconds of traffic on every route: the A/B audience (if the route
+        has a matched rule) to its backends, everyone else to the default rule's, and the
+        mirrored percentage of the default rule's requests copied to the mirror."""
         with self._lock:
             for route in self.routes:
-                total = sum(b.weight for b in route.backends)
-                if total <= 0:
-                    continue
                 rps = self.rates.get((route.namespace, route.model), self.default_rps)
-                for backend in route.backends:
-                    share = rps * dt * backend.weight / total
-                    self._simulate(route, backend.version, share)
+                cohort = (self.audiences.get((route.namespace, route.model), DEFAULT_AUDIENCE)
+                          if sum(b.weight for b in route.audience) > 0 else 0.0)
+                self._spread(route, route.audience, rps * dt * cohort)
+                main = rps * dt * (1.0 - cohort)
+                if self._spread(route, route.backends, main) and route.mirror is not None:
+                    self._simulate(route, route.mirror.version,
+                                   main * route.mirror.percent / 100.0, MIRROR)
 
-    def _simulate(self, route: RouteSplit, version: str, share: float) -> None:
+    def _spread(self, route: RouteSplit, backends: tuple[Backend, ...], n: float) -> bool:
+        """``n`` requests over ``backends`` by weight; False when they take none."""
+        total = sum(b.weight for b in backends)
+        if total <= 0 or n <= 0:
+            return False
+        for backend in backends:
+            self._simulate(route, backend.version, n * backend.weight / total)
+        return True
+
+    def _simulate(self, route: RouteSplit, version: str, share: float,
+                  source: str = LIVE) -> None:
         key = (route.namespace, route.model, version)
-        acc = self._acc.setdefault(key, _Accumulators())
+        acc = self._acc.setdefault((*key, source), _Accumulators())
         behaviour = self.behaviours.get(key, Behaviour())
         acc.requests += share
         n = int(acc.requests)
@@ -164,7 +191,8 @@ class Simulator:
         acc.errors += n * behaviour.error_rate
         errors = min(n, int(acc.errors))
         acc.errors -= errors
-        labels = {"namespace": route.namespace, "model": route.model, "version": version}
+        labels = {"namespace": route.namespace, "model": route.model, "version": version,
+                  "source": source}
         istio = istio_labels(route, version) if route.router == ISTIO else None
         for code, count in (("200", n - errors), ("500", errors)):
             if count:
@@ -192,6 +220,8 @@ class Simulator:
                 ],
                 "rates": [{"namespace": k[0], "model": k[1], "rps": v}
                           for k, v in self.rates.items()],
+                "audiences": [{"namespace": k[0], "model": k[1], "share": v}
+                              for k, v in self.audiences.items()],
             }
 
 
@@ -297,6 +327,9 @@ def _handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                                       str(body["version"]), **changes)
                 elif path == "/rate":
                     sim.set_rate(str(body["namespace"]), str(body["model"]), float(body["rps"]))
+                elif path == "/audience":
+                    sim.set_audience(str(body["namespace"]), str(body["model"]),
+                                     float(body["share"]))
                 else:
                     self._json(404, {"error": f"no such path {path}"})
                     return

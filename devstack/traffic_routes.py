@@ -22,7 +22,12 @@ traffic router the operator can drive, and one :class:`RouteSplit` per model it 
   version label counts as version ``unknown``.
 
 "Default rule": the last rule without matches (``matches`` / ``match``), else the first one.
-Header-matched rules carry a chosen audience (an A/B cohort), not a share of all traffic.
+Header-matched rules carry a chosen audience (an A/B cohort), not a share of all traffic: the
+first rule with matches becomes the split's ``audience`` (the exporter sends it a configurable
+share of users, 25% by default). A mirror on the default rule (Gateway API ``RequestMirror``
+filter with ``percent`` or ``fraction``; Istio ``mirror`` + ``mirrorPercentage``, or
+``mirrors``) becomes the split's ``mirror``: that percentage of the default rule's requests is
+copied to the mirrored version, whose answers nobody sees.
 
 A model is ``(namespace, modeldeploy.io/model label)``. If more than one router serves the
 same model (a router switch caught half-way), only the first in :data:`PRECEDENCE` counts, so
@@ -62,6 +67,13 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class Mirror:
+    version: str
+    #: Percent of the default rule's requests copied to ``version`` (0..100).
+    percent: float
+
+
+@dataclass(frozen=True)
 class RouteSplit:
     """One model's traffic: who routes it (``router``), through which object (``route``)."""
 
@@ -72,6 +84,9 @@ class RouteSplit:
     router: str = GATEWAY_API
     #: The ``modeldeploy.io/name`` label (the ModelDeployment): Istio's ``destination_app``.
     app: str = ""
+    #: Backends of the first header/cookie-matched rule: where the A/B audience goes.
+    audience: tuple[Backend, ...] = ()
+    mirror: Mirror | None = None
 
 
 def _meta(obj: Obj) -> tuple[str, str, dict[str, str]]:
@@ -79,16 +94,45 @@ def _meta(obj: Obj) -> tuple[str, str, dict[str, str]]:
     return meta.get("namespace", ""), meta["name"], meta.get("labels") or {}
 
 
-def _split(obj: Obj, backends: list[Backend], router: str) -> RouteSplit:
+def _split(obj: Obj, backends: list[Backend], router: str, *,
+           audience: list[Backend] | None = None, mirror: Mirror | None = None) -> RouteSplit:
     ns, name, labels = _meta(obj)
     return RouteSplit(namespace=ns, model=labels.get(MODEL_LABEL, name), route=name,
                       backends=tuple(backends), router=router,
-                      app=labels.get(NAME_LABEL, name))
+                      app=labels.get(NAME_LABEL, name), audience=tuple(audience or ()),
+                      mirror=mirror)
+
+
+def _catch_all(match: Obj) -> bool:
+    """A match every request meets: what the Gateway API CRD defaults a rule without matches
+    to (``path: {type: PathPrefix, value: /}``), or an empty match."""
+    path = match.get("path")
+    rest = {k: v for k, v in match.items() if k != "path" and v}
+    return not rest and (not path or (path.get("type", "PathPrefix") == "PathPrefix"
+                                      and path.get("value", "/") == "/"))
+
+
+def _plain(rule: Obj, match_key: str) -> bool:
+    return all(_catch_all(m) for m in rule.get(match_key) or [])
 
 
 def _default_rule(rules: list[Obj], match_key: str) -> Obj:
-    plain = [rule for rule in rules if not rule.get(match_key)]
+    plain = [rule for rule in rules if _plain(rule, match_key)]
     return plain[-1] if plain else rules[0]
+
+
+def _matched_rule(rules: list[Obj], match_key: str) -> Obj | None:
+    """The first rule with real matches (headers, cookies, paths), unless it is also the
+    default rule (every rule matches something)."""
+    default = _default_rule(rules, match_key)
+    return next((r for r in rules if not _plain(r, match_key) and r is not default), None)
+
+
+def _percent(value: Any, default: float = 100.0) -> float:
+    try:
+        return max(0.0, min(100.0, float(value)))
+    except (TypeError, ValueError):
+        return default
 
 
 def _versions(services: Iterable[Obj]) -> dict[tuple[str, str], str | None]:
@@ -105,14 +149,40 @@ def httproute_splits(routes: Sequence[Obj], services: Sequence[Obj]) -> list[Rou
         if not rules:
             continue
         ns = r["metadata"]["namespace"]
-        backends = []
-        for ref in _default_rule(rules, "matches").get("backendRefs") or []:
-            if ref.get("kind", "Service") != "Service":
-                continue
-            version = version_of.get((ref.get("namespace", ns), ref["name"])) or ref["name"]
-            backends.append(Backend(version=version, weight=int(ref.get("weight", 1))))
-        out.append(_split(r, backends, GATEWAY_API))
+
+        def version(ref: Obj, ns: str = ns) -> str:
+            return version_of.get((ref.get("namespace", ns), ref["name"])) or ref["name"]
+
+        def backends_of(rule: Obj) -> list[Backend]:
+            return [Backend(version=version(ref), weight=int(ref.get("weight", 1)))
+                    for ref in rule.get("backendRefs") or []
+                    if ref.get("kind", "Service") == "Service"]
+
+        default = _default_rule(rules, "matches")
+        matched = _matched_rule(rules, "matches")
+        out.append(_split(r, backends_of(default), GATEWAY_API,
+                          audience=backends_of(matched) if matched else None,
+                          mirror=_httproute_mirror(default, version)))
     return out
+
+
+def _httproute_mirror(rule: Obj, version: Any) -> Mirror | None:
+    """A RequestMirror filter: ``percent``, or ``fraction`` (numerator / denominator, default
+    denominator 100), else everything."""
+    for f in rule.get("filters") or []:
+        mirror = f.get("requestMirror") if f.get("type") == "RequestMirror" else None
+        if not mirror or not (mirror.get("backendRef") or {}).get("name"):
+            continue
+        if "percent" in mirror:
+            percent = _percent(mirror["percent"])
+        elif "fraction" in mirror:
+            frac = mirror["fraction"] or {}
+            percent = _percent(100.0 * float(frac.get("numerator", 0))
+                               / float(frac.get("denominator", 100) or 100))
+        else:
+            percent = 100.0
+        return Mirror(version=version(mirror["backendRef"]), percent=percent)
+    return None
 
 
 def service_of_host(host: str, namespace: str) -> tuple[str, str] | None:
@@ -135,18 +205,41 @@ def virtualservice_splits(vss: Sequence[Obj], services: Sequence[Obj]) -> list[R
         if not rules:
             continue
         ns = vs["metadata"]["namespace"]
-        routes = _default_rule(rules, "match").get("route") or []
-        backends = []
-        for dest in routes:
-            host = str((dest.get("destination") or {}).get("host", ""))
-            if not host:
-                continue
+
+        def version(host: str, ns: str = ns) -> str:
             svc = service_of_host(host, ns)
-            version = (version_of.get(svc) if svc else None) or (svc[1] if svc else host)
-            default = 100 if len(routes) == 1 else 0
-            backends.append(Backend(version=version, weight=int(dest.get("weight", default))))
-        out.append(_split(vs, backends, ISTIO))
+            return (version_of.get(svc) if svc else None) or (svc[1] if svc else host)
+
+        def backends_of(rule: Obj) -> list[Backend]:
+            routes = rule.get("route") or []
+            backends = []
+            for dest in routes:
+                host = str((dest.get("destination") or {}).get("host", ""))
+                if host:
+                    default = 100 if len(routes) == 1 else 0
+                    backends.append(Backend(version=version(host),
+                                            weight=int(dest.get("weight", default))))
+            return backends
+
+        default = _default_rule(rules, "match")
+        matched = _matched_rule(rules, "match")
+        out.append(_split(vs, backends_of(default), ISTIO,
+                          audience=backends_of(matched) if matched else None,
+                          mirror=_istio_mirror(default, version)))
     return out
+
+
+def _istio_mirror(rule: Obj, version: Any) -> Mirror | None:
+    """``mirror`` + ``mirrorPercentage.value`` (absent: 100), or the first of ``mirrors``."""
+    if (rule.get("mirror") or {}).get("host"):
+        pct = (rule.get("mirrorPercentage") or {}).get("value", 100.0)
+        return Mirror(version=version(rule["mirror"]["host"]), percent=_percent(pct))
+    for m in rule.get("mirrors") or []:
+        host = (m.get("destination") or {}).get("host")
+        if host:
+            pct = (m.get("percentage") or {}).get("value", 100.0)
+            return Mirror(version=version(host), percent=_percent(pct))
+    return None
 
 
 def _ready(endpoint: Obj) -> bool:

@@ -383,3 +383,44 @@ def test_replicas_router_splits_by_ready_endpoints(
     kubectl("label", "pod", pod, f"{FAIL_LABEL}={FAIL_VALUE}")
     eventually(lambda: _near(_shares(prom, namespace, "5s"), {"1": 2 / 3, "2": 1 / 3}, 0.04),
                timeout=45, interval=1, what="2:1 Ready endpoints after a v1 pod fails")
+
+
+def test_an_ab_route_and_a_mirror_are_simulated_from_the_live_httproute(
+    kubectl: Kubectl, prom: Prometheus, traffic: Traffic, namespace: str
+) -> None:
+    """The A/B audience (25% of users by default) reaches the header-matched rule's version;
+    everyone else the default rule's, of whose requests 50% are mirrored: copies counted with
+    source="mirror", whose errors no user sees."""
+    route = _route("ab", "ab", {"ab-v1": 100})
+    route["spec"]["rules"] = [
+        {"matches": [{"headers": [{"name": "x-cohort", "value": "b"}]}],
+         "backendRefs": [{"name": "ab-v2", "port": 8080}]},
+        {"backendRefs": [{"name": "ab-v1", "port": 8080, "weight": 100}],
+         "filters": [{"type": "RequestMirror", "requestMirror": {
+             "backendRef": {"name": "ab-v3", "port": 8080}, "percent": 50}}]},
+    ]
+    objects = [_service("ab-v1", "ab", "1"), _service("ab-v2", "ab", "2"),
+               _service("ab-v3", "ab", "3"), route]
+    kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                  "items": objects}))
+    traffic.behaviour(namespace=namespace, model="ab", version="3", error_rate=1.0)
+
+    def by(source: str) -> dict[str, float]:
+        return prom.by_label(
+            f'sum by (version) (rate(model_requests_total{{namespace="{namespace}",'
+            f'source="{source}"}}[10s]))', "version")
+
+    def split() -> tuple[dict[str, float], dict[str, float]] | None:
+        live, mirrored = by("live"), by("mirror")
+        total = sum(live.values())
+        if not total or set(live) != {"1", "2"} or set(mirrored) != {"3"}:
+            return None
+        ok = (abs(live["2"] / total - 0.25) < 0.03
+              and abs(mirrored["3"] / live["1"] - 0.5) < 0.05)
+        return (live, mirrored) if ok else None
+
+    eventually(split, timeout=45, interval=1, what="a 75/25 live split and a 50% mirror")
+    users_errors = prom.by_label(
+        f'sum by (version) (rate(model_requests_total{{namespace="{namespace}",'
+        f'source="live",code="500"}}[10s]))', "version")
+    assert not any(users_errors.values()), f"users saw errors: {users_errors}"

@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 from devstack.traffic import Backend, RouteSplit, Simulator
-from devstack.traffic_routes import ISTIO, REPLICAS, httproute_splits
+from devstack.traffic_routes import ISTIO, REPLICAS, Mirror, httproute_splits
 
 
-def _count(sim: Simulator, version: str, code: str, ns: str = "ns", model: str = "m") -> float:
+def _count(sim: Simulator, version: str, code: str, ns: str = "ns", model: str = "m",
+           source: str = "live") -> float:
     value = sim.registry.get_sample_value(
         "model_requests_total",
-        {"namespace": ns, "model": model, "version": version, "code": code},
+        {"namespace": ns, "model": model, "version": version, "code": code, "source": source},
     )
     return value or 0.0
 
@@ -69,7 +70,7 @@ def test_latency_is_centred_on_the_configured_value() -> None:
     sim.set_routes([_route(("1", 100))])
     sim.set_behaviour("ns", "m", "1", latency_seconds=0.2)
     sim.tick(2.1)
-    labels = {"namespace": "ns", "model": "m", "version": "1"}
+    labels = {"namespace": "ns", "model": "m", "version": "1", "source": "live"}
     total = sim.registry.get_sample_value("model_request_duration_seconds_sum", labels)
     count = sim.registry.get_sample_value("model_request_duration_seconds_count", labels)
     assert count == 210
@@ -174,3 +175,29 @@ def test_state_names_the_router_of_each_split() -> None:
     [route] = json.loads(json.dumps(sim.state()))["routes"]  # as GET /state answers
     assert route["router"] == "replicas"
     assert route["backends"] == [{"version": "1", "weight": 3}]
+
+
+def test_an_ab_audience_goes_to_the_matched_rule_and_everyone_else_to_the_default() -> None:
+    sim = Simulator(default_rps=100.0)
+    sim.set_routes([RouteSplit(namespace="ns", model="m", route="m",
+                               backends=(Backend("1", 1),), audience=(Backend("2", 1),))])
+    sim.tick(10.0)
+    assert (_count(sim, "1", "200"), _count(sim, "2", "200")) == (750, 250)
+    sim.set_audience("ns", "m", 0.1)
+    sim.tick(10.0)
+    assert (_count(sim, "1", "200"), _count(sim, "2", "200")) == (750 + 900, 250 + 100)
+    with pytest.raises(ValueError, match="share"):
+        sim.set_audience("ns", "m", 1.5)
+
+
+def test_a_mirror_copies_a_percentage_and_users_see_only_the_stable_answers() -> None:
+    sim = Simulator(default_rps=100.0)
+    sim.set_routes([RouteSplit(namespace="ns", model="m", route="m",
+                               backends=(Backend("1", 100), Backend("2", 0)),
+                               mirror=Mirror("2", 20.0))])
+    sim.set_behaviour("ns", "m", "2", error_rate=0.5)
+    sim.tick(10.0)
+    assert _count(sim, "1", "200") == 1000 and _count(sim, "1", "500") == 0
+    assert (_count(sim, "2", "200", source="mirror"),
+            _count(sim, "2", "500", source="mirror")) == (100, 100)
+    assert _count(sim, "2", "500") == 0, "no user ever got the candidate's errors"

@@ -11,6 +11,8 @@ from devstack.traffic_routes import (
     ISTIO,
     REPLICAS,
     Backend,
+    Mirror,
+    httproute_splits,
     replicas_namespaces,
     replicas_splits,
     service_of_host,
@@ -247,3 +249,65 @@ def test_a_blue_green_preview_service_gets_test_traffic_next_to_the_main_route()
     assert [(s.router, s.route, [(b.version, b.weight) for b in s.backends]) for s in splits] \
         == [(PREVIEW, "pricing-preview", [("3", 1)])]
     assert merge(splits, splits[:0]) == splits
+
+
+def _httproute(*rules: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "fraud", "namespace": NS, "labels": {
+        "modeldeploy.io/name": "fraud", "modeldeploy.io/model": "fraud-m"}},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": list(rules)}}
+
+
+def _ref(name: str, weight: int | None = None) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": name, "port": 8080}
+    if weight is not None:
+        ref["weight"] = weight
+    return ref
+
+
+HEADER = [{"headers": [{"name": "x-cohort", "value": "b"}]}]
+
+
+@pytest.mark.parametrize(("mirror", "expected"), [
+    ({"backendRef": _ref("fraud-v8"), "percent": 10}, Mirror("8", 10.0)),
+    ({"backendRef": _ref("fraud-v8"), "fraction": {"numerator": 1, "denominator": 4}},
+     Mirror("8", 25.0)),
+    ({"backendRef": _ref("fraud-v8")}, Mirror("8", 100.0)),
+], ids=["percent", "fraction", "everything"])
+def test_httproute_ab_audience_and_mirror(mirror: dict[str, Any], expected: Mirror) -> None:
+    [split] = httproute_splits([_httproute(
+        {"matches": HEADER, "backendRefs": [_ref("fraud-v8")]},
+        {"backendRefs": [_ref("fraud-v7", 100)],
+         "filters": [{"type": "RequestMirror", "requestMirror": mirror}]})], VERSION_SERVICES)
+    assert split.backends == (Backend("7", 100),)
+    assert split.audience == (Backend("8", 1),)
+    assert split.mirror == expected
+
+
+def test_a_plain_httproute_has_no_audience_and_no_mirror() -> None:
+    [split] = httproute_splits([_httproute({"backendRefs": [_ref("fraud-v7", 100)]})],
+                               VERSION_SERVICES)
+    assert split.audience == () and split.mirror is None
+
+
+@pytest.mark.parametrize(("rule", "expected"), [
+    ({"mirror": {"host": "fraud-v8"}, "mirrorPercentage": {"value": 5.5}}, Mirror("8", 5.5)),
+    ({"mirror": {"host": "fraud-v8.ml.svc.cluster.local"}}, Mirror("8", 100.0)),
+    ({"mirrors": [{"destination": {"host": "fraud-v8"}, "percentage": {"value": 30}}]},
+     Mirror("8", 30.0)),
+], ids=["mirrorPercentage", "no percentage", "mirrors"])
+def test_virtualservice_ab_audience_and_mirror(rule: dict[str, Any], expected: Mirror) -> None:
+    [split] = virtualservice_splits([_vs(
+        {"match": [{"headers": {"x-cohort": {"exact": "b"}}}], "route": [_dest("fraud-v8")]},
+        {"route": [_dest("fraud-v7", 100)], **rule})], VERSION_SERVICES)
+    assert split.backends == (Backend("7", 100),)
+    assert split.audience == (Backend("8", 100),)
+    assert split.mirror == expected
+
+
+def test_the_crds_defaulted_catch_all_match_is_the_default_rule() -> None:
+    """The apiserver stores a rule without matches as matching PathPrefix "/"."""
+    catch_all = [{"path": {"type": "PathPrefix", "value": "/"}}]
+    [split] = httproute_splits([_httproute(
+        {"matches": HEADER, "backendRefs": [_ref("fraud-v8")]},
+        {"matches": catch_all, "backendRefs": [_ref("fraud-v7", 100)]})], VERSION_SERVICES)
+    assert split.backends == (Backend("7", 100),) and split.audience == (Backend("8", 1),)
