@@ -8,8 +8,8 @@ import asyncio
 import json
 import math
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 from aiohttp import web
@@ -26,6 +26,7 @@ from modeldeploy.core.analysis import (
     render_metric,
 )
 from tests.integration.conftest import Kubectl
+from tests.support.loopback import loopback_server
 from tests.support.wait import eventually
 
 
@@ -48,20 +49,9 @@ def free_loopback_port() -> int:
         return int(s.getsockname()[1])
 
 
-@asynccontextmanager
-async def fake_server(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                      ) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_get("/api/v1/query", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+def fake_server(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                ) -> AbstractAsyncContextManager[str]:
+    return loopback_server("GET", "/api/v1/query", handler)
 
 
 def ask_fake(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],

@@ -5,32 +5,21 @@ an erroring, a signature-breaking and a hanging model server would (the local st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiohttp import web
 
 from modeldeploy.adapters.scoring import ScoringClient, SmokeResult
 from modeldeploy.core.gates import parse_schema
+from tests.support.loopback import Handler, loopback_server
 
 OUTPUTS = parse_schema('[{"type": "double", "required": true}]')
 EXAMPLE = {"dataframe_split": {"columns": ["x"], "data": [[1.0], [2.0]]}}
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@asynccontextmanager
-async def server(handler: Handler) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/invocations", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+def server(handler: Handler) -> AbstractAsyncContextManager[str]:
+    return loopback_server("POST", "/invocations", handler)
 
 
 def affine(bias: float = 0.0, *, delay: float = 0.0, status: int = 200,
