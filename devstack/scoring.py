@@ -208,7 +208,7 @@ class Backends:
                 w = snap.workloads.get(key)
                 why = ("its Deployment is gone" if w is None else "scaled to 0" if w.replicas < 1
                        else "no MODEL_URI" if not w.model_uri
-                       else "its model or registry changed"
+                       else "it was replaced, or its model or registry changed"
                        if w.identity != b.workload.identity else "")
                 if why:
                     self._stop(b, why)
