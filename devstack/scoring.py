@@ -19,7 +19,10 @@ replicas router's Service, taken in turn). Pod readiness plays no part. So the o
 Service through one URL template: ``http://{service}.{namespace}.svc:{port}`` in a cluster,
 ``http://127.0.0.1:<port>/{namespace}/{service}`` here. Status, content type and body pass
 through unchanged; while a backend starts, or when there is none, the gateway answers 503 with
-a JSON body ``{"error", "reason", "namespace", "service"}``.
+a JSON body ``{"error", "reason", "namespace", "service"}`` (with ``Retry-After: 1`` while a
+server is on its way). kwok's pods are Ready at once, a server takes seconds: a smoke test
+should wait for ``GET <service>/ping`` to answer 200 (in a cluster the pod's readiness probe
+has already done so) before it sends its input example and times the answer.
 
 Control paths (a namespace name cannot start with ``_``):
     GET /_healthz   -> "ok"
@@ -355,8 +358,9 @@ def _handler(backends: Backends, holder: list[Snapshot]) -> type[BaseHTTPRequest
             self.end_headers()
             self.wfile.write(body)
 
-        def _json(self, code: int, obj: Any) -> None:
-            self._send(code, json.dumps(obj).encode(), [("Content-Type", "application/json")])
+        def _json(self, code: int, obj: Any, *extra: tuple[str, str]) -> None:
+            self._send(code, json.dumps(obj).encode(),
+                       [("Content-Type", "application/json"), *extra])
 
         def _body(self) -> bytes | None:
             if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
@@ -385,8 +389,11 @@ def _handler(backends: Backends, holder: list[Snapshot]) -> type[BaseHTTPRequest
             found = resolve(holder[0], namespace, service)
             picked = backends.pick(found) if isinstance(found, list) else found
             if isinstance(picked, Refusal):
+                # A server on its way (Queued, Starting, Failed and retried) is worth a retry.
+                soon = picked.reason in ("Queued", "Starting", "Failed")
                 return self._json(503, {"error": picked.message, "reason": picked.reason,
-                                        "namespace": namespace, "service": service})
+                                        "namespace": namespace, "service": service},
+                                  *([("Retry-After", "1")] if soon else []))
             self._proxy(picked, "/" + path + (f"?{parts.query}" if parts.query else ""), body)
 
         def _proxy(self, backend: Backend, target: str, body: bytes | None) -> None:
