@@ -30,6 +30,7 @@ Control paths (a namespace name cannot start with ``_``):
                          pids, readySeconds, message, log}], state: Queued | Starting | Ready |
                          Failed (retried after RETRY_SECONDS)
 
+Which Deployment answers for a Service is decided in :mod:`devstack.scoring_services` (pure).
 The labels mirror ``modeldeploy.core.render``: like a cluster's infrastructure, this process
 reads the objects the operator writes and imports none of its code.
 """
@@ -45,8 +46,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
@@ -54,12 +54,22 @@ from urllib.parse import urlsplit
 
 from devstack import procs
 from devstack.ports import free_port
+from devstack.scoring_services import (
+    MANAGED_SELECTOR,
+    MODEL_LABEL,
+    SCORING_ENABLED,
+    SCORING_LABEL,
+    VERSION_LABEL,
+    Refusal,
+    Snapshot,
+    Workload,
+    resolve,
+    snapshot,
+)
 
-SCORING_LABEL = "modeldeploy.io/scoring"  # on a Namespace: "enabled" opts it in
-SCORING_ENABLED = "enabled"
-MANAGED_SELECTOR = "app.kubernetes.io/managed-by=modeldeploy"
-VERSION_LABEL = "modeldeploy.io/version"
-MODEL_LABEL = "modeldeploy.io/model"
+__all__ = ["SCORING_ENABLED", "SCORING_LABEL", "Backends", "Refusal", "Snapshot", "Workload",
+           "main", "resolve", "snapshot"]
+
 #: Pidfile and log names of the backends: ``scoring-<namespace>.<deployment>``.
 BACKEND_PREFIX = "scoring-"
 RETRY_SECONDS = 5.0
@@ -71,89 +81,6 @@ HOP_HEADERS = frozenset({"connection", "keep-alive", "proxy-authenticate", "prox
                          "host", "server", "date"})
 
 log = logging.getLogger("scoring")
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A managed Deployment in an opted-in namespace: what its pods would serve."""
-
-    namespace: str
-    name: str
-    uid: str
-    replicas: int
-    pod_labels: Mapping[str, str]
-    env: Mapping[str, str]  # the server container's literal env values
-
-    @property
-    def model_uri(self) -> str:
-        return self.env.get("MODEL_URI", "")
-
-    @property
-    def identity(self) -> tuple[str, str, str, str]:
-        """A backend serves one identity; a change means a new process."""
-        return (self.uid, self.model_uri, self.env.get("MLFLOW_TRACKING_URI", ""),
-                self.env.get("MLFLOW_REGISTRY_URI", ""))
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the gateway and the backends follow: opted-in namespaces, their managed Deployments
-    and every Service selector in them."""
-
-    namespaces: frozenset[str] = frozenset()
-    workloads: Mapping[tuple[str, str], Workload] = field(default_factory=dict)
-    selectors: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
-
-
-def workload(dep: Mapping[str, Any]) -> Workload:
-    meta, spec = dep["metadata"], dep.get("spec") or {}
-    pod = (spec.get("template") or {})
-    containers = (pod.get("spec") or {}).get("containers") or [{}]
-    env = {e["name"]: e["value"] for e in containers[0].get("env") or []
-           if isinstance(e.get("value"), str)}
-    replicas = spec.get("replicas")
-    return Workload(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
-                    replicas=1 if replicas is None else int(replicas),
-                    pod_labels=dict((pod.get("metadata") or {}).get("labels") or {}), env=env)
-
-
-def snapshot(namespaces: list[str], deployments: list[dict[str, Any]],
-             services: list[dict[str, Any]]) -> Snapshot:
-    """Pure: the objects as listed (raw JSON) -> a Snapshot. Deployments being deleted count
-    as gone."""
-    works = [workload(d) for d in deployments if not d["metadata"].get("deletionTimestamp")]
-    return Snapshot(
-        namespaces=frozenset(namespaces),
-        workloads={(w.namespace, w.name): w for w in works},
-        selectors={(s["metadata"]["namespace"], s["metadata"]["name"]):
-                   dict((s.get("spec") or {}).get("selector") or {}) for s in services},
-    )
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a request cannot reach a backend (the gateway's 503)."""
-
-    reason: str
-    message: str
-
-
-def resolve(snap: Snapshot, namespace: str, service: str) -> list[Workload] | Refusal:
-    """Pure: the managed Deployments behind Service ``namespace/service``, or why none."""
-    if namespace not in snap.namespaces:
-        return Refusal("NotOptedIn", f"namespace {namespace!r} does not exist or is not "
-                       f"labelled {SCORING_LABEL}={SCORING_ENABLED}: no model servers run there")
-    selector = snap.selectors.get((namespace, service))
-    if selector is None:
-        return Refusal("NoService", f"no Service {namespace}/{service}")
-    if not selector:
-        return Refusal("NoSelector", f"Service {namespace}/{service} has no selector")
-    found = [w for (ns, _), w in sorted(snap.workloads.items()) if ns == namespace
-             and all(w.pod_labels.get(k) == v for k, v in selector.items())]
-    if not found:
-        return Refusal("NoDeployment", f"no Deployment managed by modeldeploy matches the "
-                       f"selector of Service {namespace}/{service}: {selector}")
-    return found
 
 
 @dataclass

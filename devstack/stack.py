@@ -186,7 +186,7 @@ def refresh(info: StackInfo, *, quiet: bool = True) -> StackInfo:
 
 #: The modules each of these processes runs: :func:`refresh` restarts it when they change.
 SOURCES = {"traffic": ("traffic.py", "traffic_routes.py"),
-           "scoring": ("scoring.py", "procs.py", "ports.py")}
+           "scoring": ("scoring.py", "scoring_services.py", "procs.py", "ports.py")}
 TRAFFIC_SOURCES = SOURCES["traffic"]
 
 

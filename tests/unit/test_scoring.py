@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from devstack.scoring import Refusal, resolve, snapshot
+from devstack.scoring_services import Refusal, resolve, snapshot
 
 NS = "ml"
 
