@@ -29,6 +29,7 @@ import yaml
 from mlflow.entities.webhook import WebhookEvent
 
 from devstack import stack
+from devstack.kube import token_kubeconfig
 from devstack.operator_process import WEBHOOK_SECRET, OperatorProcess
 from devstack.seed import mlflow_client, seed_model
 from devstack.stack import StackInfo, kubectl
@@ -161,15 +162,8 @@ def install_chart(info: StackInfo) -> Path:
     stack.install_crd(info)
     token = kubectl(info, "-n", RELEASE_NAMESPACE, "create", "token", SERVICE_ACCOUNT,
                     "--duration=24h").strip()
-    config: dict[str, Any] = yaml.safe_load(Path(info.kubeconfig).read_text())
-    user = f"system:serviceaccount:{RELEASE_NAMESPACE}:{SERVICE_ACCOUNT}"
-    config["users"] = [{"name": user, "user": {"token": token}}]
-    for context in config["contexts"]:
-        context["context"]["user"] = user
-    path = state / "demo-operator.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+    return token_kubeconfig(info.kubeconfig, state / "demo-operator.kubeconfig", token=token,
+                            user=f"system:serviceaccount:{RELEASE_NAMESPACE}:{SERVICE_ACCOUNT}")
 
 
 def summary(info: StackInfo, obj: dict[str, Any], chapters: list[tuple[str, float]],

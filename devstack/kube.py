@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import yaml
+
 from devstack import kwok_stages, procs
 from devstack import pki as pki_mod
 from devstack.ports import free_port
@@ -54,6 +56,18 @@ def write_kubeconfig(path: Path, *, server: str, pki: pki_mod.Pki, user: str) ->
         "current-context": "modeldeploy-local",
     }
     path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+    return path
+
+
+def token_kubeconfig(admin: Path | str, path: Path, *, token: str, user: str) -> Path:
+    """A copy of the ``admin`` kubeconfig that authenticates with a bearer ``token`` (a
+    ServiceAccount's TokenRequest token) as ``user``: to run as exactly what RBAC grants it."""
+    config = yaml.safe_load(Path(admin).read_text())
+    config["users"] = [{"name": user, "user": {"token": token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = user
+    path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path
 

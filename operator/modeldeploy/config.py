@@ -116,10 +116,6 @@ class OperatorConfig:
             return tuple(n for n in self.credential_namespaces if n in self.watch_namespaces)
         return self.credential_namespaces
 
-    def reads_secrets_in(self, namespace: str) -> bool:
-        where = self.secret_namespaces
-        return where is None or namespace in where
-
 
 def _template(template: str) -> str:
     """The service URL template, refused at start-up (ValueError) when it cannot be used."""

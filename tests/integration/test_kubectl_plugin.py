@@ -13,16 +13,15 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from devstack.seed import mlflow_client, seed_model
 from devstack.stack import StackInfo
 from tests.integration.conftest import Kubectl
 from tests.integration.test_canary import GATEWAY, canary_spec, release
+from tests.support.helm import token_kubeconfig
 from tests.support.mdep import manifest, serving, wait_status
 from tests.support.wait import eventually
 
@@ -145,14 +144,7 @@ def test_missing_object_no_kubeconfig_and_no_permission_are_one_clear_line(
 
     # A ServiceAccount with no RBAC at all, authenticated by a TokenRequest token.
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
-    token = core.create_namespaced_service_account_token("nobody", namespace, {
-        "spec": {"expirationSeconds": 600}}).status.token
-    config: dict[str, Any] = yaml.safe_load(Path(stack.kubeconfig).read_text())
-    config["users"] = [{"name": "nobody", "user": {"token": token}}]
-    for ctx in config["contexts"]:
-        ctx["context"]["user"] = "nobody"
-    path = tmp_path / "nobody.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
+    path = token_kubeconfig(stack, core, namespace, "nobody", tmp_path / "nobody.kubeconfig")
     _one_line_failure(plugin(stack, "-n", namespace, "get", kubeconfig=str(path),
                              check=False), "forbidden")
     _one_line_failure(plugin(stack, "-n", namespace, "pause", "scorer", kubeconfig=str(path),

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from devstack import kube
 from devstack.stack import StackInfo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,10 +73,5 @@ def token_kubeconfig(stack: StackInfo, core: client.CoreV1Api, namespace: str,
     """A kubeconfig for the stack's apiserver that authenticates as the ServiceAccount."""
     token = core.create_namespaced_service_account_token(service_account, namespace, {
         "spec": {"expirationSeconds": 3600}}).status.token
-    config: dict[str, Any] = yaml.safe_load(Path(stack.kubeconfig).read_text())
-    user = f"system:serviceaccount:{namespace}:{service_account}"
-    config["users"] = [{"name": user, "user": {"token": token}}]
-    for context in config["contexts"]:
-        context["context"]["user"] = user
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return kube.token_kubeconfig(stack.kubeconfig, path, token=token,
+                                 user=f"system:serviceaccount:{namespace}:{service_account}")
