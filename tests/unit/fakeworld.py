@@ -17,14 +17,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.api.status import ModelDeploymentStatus, RegistryWrite
 from modeldeploy.controller.index import child_of
 from modeldeploy.controller.reconciler import parse_status, status_dict
 from modeldeploy.core.analysis import QueryResult
 from modeldeploy.core.rollout import decide
 from modeldeploy.core.world import (
     ApplyFailure,
+    Attempt,
     Child,
+    GateAnswers,
     Measurement,
     MeasurementRequest,
     Observed,
@@ -33,6 +35,9 @@ from modeldeploy.core.world import (
     RegistryTarget,
     Resolution,
     ResolvedVersion,
+    SmokeResult,
+    VersionDetails,
+    WriteResult,
 )
 
 T0 = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
@@ -83,6 +88,15 @@ class World:
                                                                              series=1))
     #: Every measurement request the operator made.
     measured: list[MeasurementRequest] = field(default_factory=list)
+    #: What the registry knows of each version (gates); absent: a version with nothing logged.
+    details: dict[str, VersionDetails] = field(default_factory=dict)
+    #: What each version's scoring server answers to the smoke test (absent: passes, 12 ms).
+    smoke: dict[str, SmokeResult] = field(default_factory=dict)
+    #: The registry refuses writes with this error (None: accepts them).
+    write_error: str | None = None
+    #: Every registry write the registry accepted; every gate request made.
+    written: list[RegistryWrite] = field(default_factory=list)
+    gate_requests: list[Any] = field(default_factory=list)
 
     def observed(self) -> Observed:
         spec = None if self.spec_error else ModelDeploymentSpec.model_validate(self.spec)
@@ -104,7 +118,9 @@ class World:
         self.now += dt.timedelta(seconds=seconds)
         observed = self.observed()
         plan = decide(observed, self.now)
-        if plan.measure:  # as the reconciler does: measure, then decide again with answers
+        if plan.measure or plan.gates or plan.write_back:
+            # As the reconciler does: measure, read the registry, test, write; then decide
+            # again with the answers.
             self.measured += plan.measure
             answers = tuple(Measurement(
                 metric=m.metric, candidate=self.answers.get(m.metric, QueryResult()),
@@ -112,7 +128,11 @@ class World:
                         if m.stable_query else None),
                 requests=self.requests_answer if m.requests_query else None)
                 for m in plan.measure)
-            plan = decide(replace(observed, measurements=answers), self.now)
+            results = tuple(WriteResult(x, self.write_error) for x in plan.write_back)
+            self.written += [x for x in plan.write_back if self.write_error is None]
+            plan = decide(replace(observed, measurements=answers,
+                                  gate_answers=self.gate_answers(plan),
+                                  write_results=results), self.now)
             assert not plan.measure, "a second decide must not ask to measure again"
         for manifest in plan.apply:
             self.put_child(manifest)
@@ -122,6 +142,21 @@ class World:
         self.write_status(plan.status)
         self.plans.append(plan)
         return plan
+
+    def gate_answers(self, plan: Plan) -> GateAnswers | None:
+        request = plan.gates
+        if request is None:
+            return None
+        self.gate_requests.append(request)
+        empty = VersionDetails(metrics={}, signature=None, input_example=None)
+        candidate = self.details.get(request.version.version, empty)
+        stable = (self.details.get(request.stable.version, empty)
+                  if request.stable is not None else None)
+        smoke = None
+        if request.smoke is not None and candidate.serving_example is not None:
+            smoke = self.smoke.get(request.version.version, SmokeResult(
+                True, "http://svc", (Attempt(200, 0.012, None),)))
+        return GateAnswers(candidate=candidate, stable=stable, smoke=smoke)
 
     def put_child(self, manifest: dict[str, Any]) -> Child:
         """Store a child as the apiserver returns it (our manifest plus a UID; replicas a

@@ -200,15 +200,6 @@ def test_strategies_not_acted_on_yet_say_so(strategy: str) -> None:
     assert f"spec.rollout.strategy {strategy} is not acted on yet" in ready.message
 
 
-def test_write_back_not_acted_on_yet_says_so() -> None:
-    w = World(spec={"model": {"name": "m", "alias": "a", "writeBack": {}}})
-    w.tick()
-    w.available.add("1")
-    w.tick()
-    ready = next(c for c in w.status.conditions if c.type == "Ready")
-    assert ready.status == "True" and "spec.model.writeBack is not acted on yet" in ready.message
-
-
 def test_the_plan_carries_the_split_and_the_router_reads_it_back() -> None:
     w = World(spec={"model": {"name": "m", "alias": "a"}, "traffic": {
         "router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}})

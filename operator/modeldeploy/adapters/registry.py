@@ -29,7 +29,13 @@ import requests
 import urllib3
 import yaml
 
-from modeldeploy.core.world import RegistryOutcome, Resolution, ResolvedVersion, SecretRef
+from modeldeploy.core.world import (
+    RegistryOutcome,
+    Resolution,
+    ResolvedVersion,
+    SecretRef,
+    VersionDetails,
+)
 
 # mlflow's HTTP layer retries 7 times with exponential backoff by default (minutes of
 # blocking on an outage); the operator has its own retry loop, so one quick try is right.
@@ -70,28 +76,6 @@ class ResolveKey:
         what = {"alias": f"alias {self.value!r}", "stage": f"stage {self.value!r}",
                 "version": f"version {self.value}", "latest": "the latest version"}[self.kind]
         return f"{what} of registered model {self.model!r} at {self.registry_uri}"
-
-
-@dataclass(frozen=True)
-class VersionDetails:
-    """What gates need beyond the resolution: run metrics, signature, input example, and the
-    version's own marks in the registry (tags, aliases, stage, status)."""
-
-    metrics: dict[str, float]
-    signature: dict[str, Any] | None
-    input_example: Any | None
-    #: The payload to POST to the model server's /invocations (MLflow's serving input
-    #: example, else the input example in ``dataframe_split`` form), None without one.
-    serving_example: Any | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    aliases: tuple[str, ...] = ()
-    stage: str | None = None
-    #: MLflow's registration status (READY, PENDING_REGISTRATION, FAILED_REGISTRATION).
-    status: str | None = None
-    #: The version still exists in the registry (False: deleted since it was resolved).
-    exists: bool = True
-    #: Its run still exists (False: no run, or the run was deleted).
-    run_found: bool = True
 
 
 def model_uri(model: str, version: str) -> str:

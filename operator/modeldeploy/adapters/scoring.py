@@ -14,12 +14,14 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from modeldeploy.core.gates import Schema, example_rows, response_problems
+from modeldeploy.core.world import Attempt, SmokeResult
+
+__all__ = ["Attempt", "ScoringClient", "SmokeResult", "service_url"]
 
 DEFAULT_SERVICE_URL_TEMPLATE = "http://{service}.{namespace}.svc:{port}"
 PLACEHOLDERS = ("service", "namespace", "port")
@@ -36,33 +38,6 @@ def service_url(template: str, *, service: str, namespace: str, port: int) -> st
                          f"use {{{'}, {'.join(PLACEHOLDERS)}}}") from exc
 
 
-@dataclass(frozen=True)
-class Attempt:
-    #: HTTP status, None when no answer came (refused, timed out).
-    status: int | None
-    #: Seconds until the whole answer was read, None when none came.
-    latency: float | None
-    #: Why this attempt failed; None when it passed.
-    problem: str | None
-
-
-@dataclass(frozen=True)
-class SmokeResult:
-    passed: bool
-    url: str
-    attempts: tuple[Attempt, ...]
-
-    @property
-    def message(self) -> str:
-        last = self.attempts[-1] if self.attempts else None
-        if self.passed and last is not None and last.latency is not None:
-            tries = "" if len(self.attempts) == 1 else f" (attempt {len(self.attempts)})"
-            return f"{self.url}/invocations answered as the signature says in " \
-                   f"{last.latency * 1000:.0f} ms{tries}"
-        problems = "; ".join(a.problem or "" for a in self.attempts)
-        return f"{self.url}/invocations failed {len(self.attempts)} attempt(s): {problems}"
-
-
 class ScoringClient:
     """POSTs to scoring servers. ``session`` makes the aiohttp session (tests inject one); it
     is created on first use, inside the running loop, and closed by :meth:`close`."""
@@ -72,8 +47,16 @@ class ScoringClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def smoke(self, url: str, payload: Any, outputs: Schema | None, *, attempts: int,
-                    timeout: float, max_latency: float, pause: float = 1.0) -> SmokeResult:
-        """Up to ``attempts`` tries, ``pause`` seconds apart; the first that passes ends it."""
+                    timeout: float, max_latency: float, pause: float = 1.0,
+                    ready_wait: float = 0.0) -> SmokeResult:
+        """Up to ``attempts`` tries, ``pause`` seconds apart; the first that passes ends it.
+        With ``ready_wait``, the server's ``/ping`` must answer 200 first (polled for up to
+        that long): a server still loading its model is not judged yet, and the result
+        says so (``not_ready``) instead of counting failed attempts."""
+        if ready_wait > 0:
+            waiting = await self.wait_ready(url, ready_wait, timeout=min(timeout, ready_wait))
+            if waiting is not None:
+                return SmokeResult(False, url, (), not_ready=waiting)
         done: list[Attempt] = []
         rows = example_rows(payload)
         for i in range(attempts):
@@ -84,6 +67,29 @@ class ScoringClient:
             if attempt.problem is None:
                 return SmokeResult(True, url, tuple(done))
         return SmokeResult(False, url, tuple(done))
+
+    async def wait_ready(self, url: str, wait: float, *, timeout: float,
+                         pause: float = 0.5) -> str | None:
+        """Poll ``url/ping`` until it answers 200 (None) or ``wait`` seconds pass (why not)."""
+        deadline = time.monotonic() + wait
+        last = "no answer"
+        while True:
+            if self._session is None or self._session.closed:
+                self._session = self._make_session()
+            try:
+                async with self._session.get(
+                        f"{url}/ping", timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        return None
+                    last = f"/ping answers HTTP {resp.status}"
+            except TimeoutError:
+                last = f"/ping: no answer within {timeout:g}s"
+            except aiohttp.ClientError as exc:
+                last = f"/ping: {type(exc).__name__}"
+            if time.monotonic() + pause >= deadline:
+                return f"the scoring server is not ready ({last})"
+            await asyncio.sleep(pause)
 
     async def _once(self, url: str, payload: Any, outputs: Schema | None, rows: int | None,
                     timeout: float, max_latency: float) -> Attempt:

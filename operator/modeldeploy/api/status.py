@@ -65,6 +65,7 @@ class Outcome(StrEnum):
     ROLLED_BACK = "RolledBack"  # analysis, a deadline or a request sent traffic back to stable
     ABANDONED = "Abandoned"  # a release was dropped because the tracked version moved again
     RETRIED = "Retried"  # a rolled-back version was released again on request
+    REJECTED = "Rejected"  # a gate stopped it before it had any traffic
 
 
 class Condition(_Status):
@@ -113,6 +114,7 @@ class Rolling(_Status):
 class ReleaseState(StrEnum):
     """Where a canary or blue-green release stands."""
 
+    GATING = "Gating"  # registry gates are checked (or wait); the version has no pods yet
     STARTING = "Starting"  # the new version's pods come up; it has no traffic
     STEPPING = "Stepping"  # holding a step's weight while analysis runs
     PAUSED = "Paused"  # a step with an empty pause or a pause request (waits for a human), or
@@ -151,13 +153,52 @@ class AnalysisStatus(_Status):
         "The last measurement of each metric."))
 
 
+class GateResult(StrEnum):
+    """What one gate concluded about the version."""
+
+    PENDING = "Pending"  # not judged yet (its turn has not come, or the server is starting)
+    PASSED = "Passed"
+    FAILED = "Failed"  # the version is stopped before any traffic
+    WAITING = "Waiting"  # required registry marks are not there yet, or approval is needed
+    APPROVED = "Approved"  # a breaking change a human let through (promote request)
+    WARNED = "Warned"  # a breaking change that onBreakingChange: warn lets through
+    SKIPPED = "Skipped"  # nothing to judge (no input example, no stable version) by policy
+
+
+class GateCheck(_Status):
+    """One compared value inside a gate: a metric, a signature difference, a tag, an attempt."""
+
+    name: str = Field(description="What was compared: a metric, a column, a tag, attempt N.")
+    result: GateResult = Field(description="Passed, Failed, Skipped or Waiting.")
+    value: str | None = Field(default=None, description="The new version's value.")
+    stableValue: str | None = Field(default=None, description="The stable version's value.")
+    limit: str | None = Field(default=None, description="What the value was held against.")
+    message: str = Field(default="", description="The comparison in words.")
+
+
+class GateStatus(_Status):
+    """The result of one gate (spec.rollout.gates) for the release in flight."""
+
+    gate: str = Field(description="SmokeTest, RegistryMetrics, Signature or Required.")
+    result: GateResult = Field(description=(
+        "Pending, Passed, Failed, Waiting, Approved, Warned or Skipped."))
+    reason: str = Field(default="", description="CamelCase reason.")
+    message: str = Field(default="", description="Why, naming the values compared.")
+    checks: list[GateCheck] = Field(default_factory=list, description=(
+        "Each value compared (metrics, signature differences, marks, smoke attempts)."))
+    latencyMs: float | None = Field(default=None, description=(
+        "Smoke test: the passing (or last) answer's latency in milliseconds."))
+    startedAt: str | None = Field(default=None, description="When the gate began.")
+    at: str | None = Field(default=None, description="When it was last judged.")
+
+
 class Release(_Status):
     """A canary or blue-green release. Every time is absolute, so a restarted operator waits
     out only what is left of a pause."""
 
     version: str = Field(description="The version being released.")
     state: ReleaseState = Field(description=(
-        "Starting, Stepping, Paused, Promoting, RollingBack, Aborted or Switched."))
+        "Gating, Starting, Stepping, Paused, Promoting, RollingBack, Aborted or Switched."))
     step: int = Field(default=0, description="Index of the current canary step.")
     weight: int = Field(default=0, description=(
         "Percent of traffic the new version has, read back from the live route."))
@@ -183,6 +224,8 @@ class Release(_Status):
     message: str | None = Field(default=None, description="The rollback in words.")
     analysis: AnalysisStatus | None = Field(default=None, description=(
         "Analysis counters and the last measurement of each metric."))
+    gates: list[GateStatus] | None = Field(default=None, description=(
+        "Each configured gate's result, checked before the version gets any traffic."))
 
 
 class RolloutState(_Status):
@@ -227,9 +270,21 @@ class Resolved(VersionInfo):
 class HistoryEntry(_Status):
     version: str = Field(description="Model version.")
     outcome: Outcome = Field(description=(
-        "Promoted, Replaced, RolledBack, Abandoned or Retried."))
+        "Promoted, Replaced, RolledBack, Abandoned, Retried or Rejected."))
     reason: str | None = Field(default=None, description="Why.")
     at: str | None = Field(default=None, description="When.")
+
+
+class RegistryWrite(_Status):
+    """A write-back to the registry that is owed (spec.model.writeBack): kept here until the
+    registry accepted it, so a restarted operator still makes it."""
+
+    version: str = Field(description="The model version written to.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags to set on it.")
+    aliases: list[str] = Field(default_factory=list, description="Aliases to point at it.")
+    attempts: int = Field(default=0, description="Failed attempts so far.")
+    nextAt: str | None = Field(default=None, description="When the next attempt is due.")
+    lastError: str | None = Field(default=None, description="What the registry said last.")
 
 
 class ModelDeploymentStatus(_Status):
@@ -252,4 +307,6 @@ class ModelDeploymentStatus(_Status):
         f"The last {HISTORY_LIMIT} version transitions, newest first."))
     lastRequest: Request | None = Field(default=None, description=(
         "The last modeldeploy.io/request annotation handled (each value is handled once)."))
+    registryWrites: list[RegistryWrite] = Field(default_factory=list, description=(
+        "Registry write-backs not yet accepted by the registry (retried with backoff)."))
     message: str | None = Field(default=None, description="One line about the current state.")

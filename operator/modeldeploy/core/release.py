@@ -35,13 +35,16 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from modeldeploy.api.spec import Rollout, Strategy
+from modeldeploy.api.spec import Rollout, Strategy, WriteBack
 from modeldeploy.api.status import (
     AnalysisStatus,
     Canary,
+    GateResult,
+    GateStatus,
     HistoryEntry,
     MeasurementStatus,
     Outcome,
+    RegistryWrite,
     Release,
     ReleaseState,
     Request,
@@ -50,9 +53,17 @@ from modeldeploy.api.status import (
     Stable,
     VersionInfo,
 )
-from modeldeploy.core import analysis, durations, report
+from modeldeploy.core import analysis, durations, gating, report, writeback
 from modeldeploy.core.conditions import timestamp
-from modeldeploy.core.world import Event, Measurement, MeasurementRequest
+from modeldeploy.core.world import (
+    Event,
+    GateAnswers,
+    GateRequest,
+    Measurement,
+    MeasurementRequest,
+    ResolvedVersion,
+    SmokeRequest,
+)
 
 REQUEST_ANNOTATION = "modeldeploy.io/request"
 ACTIONS = ("promote", "abort", "retry", "pause", "resume")
@@ -60,6 +71,8 @@ ACTIONS = ("promote", "abort", "retry", "pause", "resume")
 CONFIRM_REQUEUE = 1.0
 #: The event a rollback posts (its message names the reason).
 ROLLING_BACK_EVENT = "RollingBack"
+#: How soon to ask a scoring server that is still starting again.
+SMOKE_REQUEUE = 2.0
 
 S = ReleaseState
 
@@ -79,6 +92,30 @@ class Working:
     #: Versions whose children stay although neither stable nor canary (blue-green window).
     keep: set[str] = field(default_factory=set)
     wake: list[dt.datetime] = field(default_factory=list)
+    #: Registry details or a smoke test the gates need before the next decision.
+    gates: GateRequest | None = None
+    #: Registry write-backs owed (status.registryWrites), and what to write them for.
+    writes: list[RegistryWrite] = field(default_factory=list)
+    write_spec: WriteBack | None = None
+    #: (namespace, name, cluster) written with each outcome.
+    origin: tuple[str, str, str] = ("", "", "")
+
+    def owe(self, outcome: writeback.Outcome) -> None:
+        """Record what the registry should learn of ``outcome`` (spec.model.writeBack)."""
+        if self.write_spec is None:
+            return
+        for write in writeback.plan(self.write_spec, outcome):
+            entry = RegistryWrite(version=write.version, tags=write.tags,
+                                  aliases=list(write.aliases))
+            if entry not in self.writes:
+                self.writes.append(entry)
+
+    def outcome(self, version: str, *, promoted: bool, reason: str, at: str,
+                previous: str | None = None, summary: str = "") -> writeback.Outcome:
+        namespace, name, cluster = self.origin
+        return writeback.Outcome(version=version, promoted=promoted, reason=reason, at=at,
+                                 namespace=namespace, name=name, cluster=cluster,
+                                 previous=previous, analysis=summary)
 
     @property
     def release(self) -> Release | None:
@@ -102,8 +139,9 @@ def progressive(rollout: Rollout | None) -> bool:
 def start(w: Working, rollout: Rollout, *, version: str, ts: str) -> None:
     """A new release of ``version`` (already w.canary): Starting, no traffic."""
     kind = RolloutType.CANARY if rollout.strategy is Strategy.CANARY else RolloutType.BLUE_GREEN
-    w.rollout = state_of(kind, Release(version=version, state=S.STARTING, startedAt=ts,
-                                       notReadySince=ts,
+    gated = bool(gating.registry_gates(rollout.gates))
+    w.rollout = state_of(kind, Release(version=version, state=S.GATING if gated else S.STARTING,
+                                       startedAt=ts, notReadySince=None if gated else ts,
                                        analysis=AnalysisStatus() if rollout.analysis else None))
 
 
@@ -127,6 +165,15 @@ class Facts:
     apply_refused: bool = False
     measurements: tuple[Measurement, ...] = ()
     requests: tuple[MeasurementRequest, ...] = ()
+    #: The release's version and the stable one as the registry knows them (gate requests).
+    candidate: ResolvedVersion | None = None
+    stable: ResolvedVersion | None = None
+    #: The new version's Service (smoke test) and the port it listens on.
+    candidate_service: str = ""
+    candidate_port: int = 80
+    #: How often missing required registry marks are looked for again (spec.model.pollInterval).
+    recheck_after: float = 30.0
+    gate_answers: GateAnswers | None = None
 
     @property
     def ts(self) -> str:
@@ -190,8 +237,9 @@ def advance(w: Working, f: Facts) -> None:
                        f"{f.rollout.progressDeadline}")
             return
     before = w.rollout
-    handler = {S.STARTING: _starting, S.STEPPING: _stepping, S.PROMOTING: _promoting,
-               S.ROLLING_BACK: _rolling_back, S.SWITCHED: _switched}.get(release.state)
+    handler = {S.GATING: _gating, S.STARTING: _starting, S.STEPPING: _stepping,
+               S.PROMOTING: _promoting, S.ROLLING_BACK: _rolling_back,
+               S.SWITCHED: _switched}.get(release.state)
     if handler is not None:
         handler(w, f, release)
     # Measure only a release that stays where it is: a transition's new weight or state is
@@ -226,11 +274,167 @@ def _deadline_passed(f: Facts, release: Release) -> bool:
 # --- states ---------------------------------------------------------------------------------
 
 
+def _gating(w: Working, f: Facts, release: Release) -> None:
+    """Registry gates, before the new version has any pods: judged once (a missing required
+    mark is looked for again every ``recheck_after``; a breaking change may wait for a
+    promote request)."""
+    spec = f.rollout.gates
+    configured = gating.registry_gates(spec)
+    if spec is None or not configured:
+        _to_starting(w, f, release)  # the gates were removed from the spec meanwhile
+        return
+    judged = {g.gate: g for g in release.gates or ()}
+    if all(judged.get(g) is not None and judged[g].result in gating.THROUGH
+           for g in configured):
+        _to_starting(w, f, release)
+        return
+    answers = f.gate_answers
+    if answers is None:
+        due = _recheck_due(f, release, configured)
+        if due is not None and due > f.now:
+            w.wake.append(due)
+        elif f.candidate is not None:
+            w.gates = GateRequest(version=f.candidate, stable=f.stable)
+        return
+    if answers.error is not None or answers.candidate is None:
+        entries = [GateStatus(gate=g, result=GateResult.PENDING, reason="RegistryUnreadable",
+                              message=(answers.error or "no answer")[:500], at=f.ts,
+                              startedAt=f.ts) for g in configured
+                   if judged.get(g) is None or judged[g].result is GateResult.PENDING]
+        w.set_release(release.model_copy(update={"gates": gating.merge(release.gates,
+                                                                       entries)}))
+        w.wake.append(f.now + dt.timedelta(seconds=min(f.recheck_after, 10.0)))
+        return
+    new = gating.judge_registry(spec, answers.candidate, answers.stable,
+                                stable_version=f.stable.version if f.stable else None, ts=f.ts)
+    new = [_keep_approval(judged.get(g.gate), g) for g in new]
+    for g in new:
+        old = judged.get(g.gate)
+        if old is None or (old.result, old.reason) != (g.result, g.reason):
+            w.events.append(Event(*gating.event_for(g, release.version)))
+    entries = gating.merge(release.gates, new)
+    failed, waits = gating.blocking(entries), gating.waiting(entries)
+    approval = waits is not None and waits.reason == "ApprovalRequired"
+    release = release.model_copy(update={"gates": entries,
+                                         "pausedBy": "Approval" if approval else None})
+    w.set_release(release)
+    if failed is not None:
+        _abort(w, f, release.model_copy(update={
+            "reason": failed.reason, "message": f"{failed.gate}: {failed.message}"[:512]}))
+    elif waits is None:
+        _to_starting(w, f, release)
+    elif not approval or gating.find(entries, gating.REQUIRED) is waits:
+        w.wake.append(f.now + dt.timedelta(seconds=f.recheck_after))
+
+
+def _keep_approval(old: GateStatus | None, new: GateStatus) -> GateStatus:
+    """A breaking change a human approved stays approved while it is the same change."""
+    if old is not None and old.result is GateResult.APPROVED and \
+            new.result is GateResult.WAITING and new.reason == "ApprovalRequired" and \
+            old.checks == new.checks:
+        return old
+    return new
+
+
+def _recheck_due(f: Facts, release: Release, configured: Sequence[str]) -> dt.datetime | None:
+    """When the registry gates should be judged again (None: now; they never were)."""
+    entries = {g.gate: g for g in release.gates or ()}
+    if any(g not in entries or entries[g].result is GateResult.PENDING for g in configured):
+        return None
+    required = entries.get(gating.REQUIRED)
+    if required is not None and required.result is GateResult.WAITING:
+        at = _at(required.at)
+        return at + dt.timedelta(seconds=f.recheck_after) if at else None
+    return f.now + dt.timedelta(days=1)  # waits for a promote request (approval)
+
+
+def _to_starting(w: Working, f: Facts, release: Release) -> None:
+    w.set_release(release.model_copy(update={"state": S.STARTING, "pausedBy": None,
+                                             "notReadySince": f.ts}))
+
+
+def _approve(w: Working, f: Facts, release: Release) -> str:
+    """A promote request while Gating approves a breaking change that waits for one."""
+    entries = list(release.gates or ())
+    waits = gating.waiting(entries)
+    if waits is None or waits.reason != "ApprovalRequired":
+        pending = waits.message if waits is not None else "the registry gates are being checked"
+        return f"nothing to approve: {pending}"
+    approved = waits.model_copy(update={"result": GateResult.APPROVED, "reason": "Approved",
+                                        "message": waits.message.replace(
+                                            " (a promote request approves it)", "")
+                                        + "; approved by a promote request", "at": f.ts})
+    entries = gating.merge(entries, [approved])
+    release = release.model_copy(update={"gates": entries, "pausedBy": None})
+    w.set_release(release)
+    w.events.append(Event(*gating.event_for(approved, release.version)))
+    if gating.waiting(entries) is None and gating.blocking(entries) is None:
+        _to_starting(w, f, release)
+        return f"approved version {release.version}'s {waits.gate.lower()} change; starting it"
+    return f"approved {waits.gate}; still waiting: {gating.waiting(entries) or ''}"
+
+
 def _starting(w: Working, f: Facts, release: Release) -> None:
     if not f.candidate_ready:
         return
+    smoke = f.rollout.gates.smokeTest if f.rollout.gates is not None else None
+    entry = gating.find(release.gates, gating.SMOKE_TEST)
+    if smoke is not None and (entry is None or entry.result is GateResult.PENDING):
+        entry = _smoke(w, f, release, entry)
+        if entry is None:
+            return
+        release = w.release or release
+        if entry.result is GateResult.FAILED:
+            _roll_back(w, f, release, entry.reason, f"{entry.gate}: {entry.message}")
+            return
+    if w.stable is None:
+        promote(w, f.ts)  # a first version: nothing to shift traffic from
+        return
     w.set_release(release.model_copy(update={"state": S.STEPPING, "step": 0,
                                              "stepStartedAt": None, "stepEndsAt": None}))
+
+
+def _smoke(w: Working, f: Facts, release: Release,
+           entry: GateStatus | None) -> GateStatus | None:
+    """Ask for the smoke test, or judge its answer; the judged entry (None: not yet)."""
+    assert f.rollout.gates is not None and f.rollout.gates.smokeTest is not None
+    spec = f.rollout.gates.smokeTest
+    answers = f.gate_answers
+    if answers is None:
+        if f.candidate is not None:
+            w.gates = GateRequest(version=f.candidate, smoke=SmokeRequest(
+                service=f.candidate_service, port=f.candidate_port, attempts=spec.attempts,
+                timeout=durations.parse(spec.timeout),
+                max_latency=durations.parse(spec.maxLatency)))
+        return None
+    started = _at(entry.startedAt) if entry is not None else None
+    if answers.candidate is not None and answers.candidate.serving_example is None:
+        new = gating.smoke_missing_example(spec, f.ts)
+    elif answers.smoke is None or answers.smoke.not_ready is not None or \
+            answers.candidate is None:
+        why = answers.error or (answers.smoke.message if answers.smoke else "no answer")
+        deadline = durations.parse(f.rollout.progressDeadline)
+        if started is not None and f.now >= started + dt.timedelta(seconds=deadline):
+            new = GateStatus(gate=gating.SMOKE_TEST, result=GateResult.FAILED,
+                             reason="SmokeTestFailed", at=f.ts,
+                             message=f"not judged within progressDeadline "
+                                     f"{f.rollout.progressDeadline}: {why}"[:1000])
+        else:
+            pending = gating.smoke_pending(why, entry.startedAt if entry and entry.startedAt
+                                           else f.ts)
+            w.set_release(release.model_copy(update={
+                "gates": gating.merge(release.gates, [pending])}))
+            w.wake.append(f.now + dt.timedelta(seconds=SMOKE_REQUEUE))
+            return None
+    else:
+        new = gating.judge_smoke(answers.smoke, f.ts)
+    if entry is not None and entry.startedAt:
+        new = new.model_copy(update={"startedAt": entry.startedAt})
+    elif not new.startedAt:
+        new = new.model_copy(update={"startedAt": f.ts})
+    w.set_release(release.model_copy(update={"gates": gating.merge(release.gates, [new])}))
+    w.events.append(Event(*gating.event_for(new, release.version)))
+    return new
 
 
 def _stepping(w: Working, f: Facts, release: Release) -> None:
@@ -329,14 +533,29 @@ def _rolling_back(w: Working, f: Facts, release: Release) -> None:
         w.wake.append(f.now + dt.timedelta(seconds=CONFIRM_REQUEUE))
         return
     # Weight 0 is live: now the new version's children may go (it leaves status.canary).
+    _abort(w, f, release)
+
+
+def _abort(w: Working, f: Facts, release: Release) -> None:
+    """The release ends rejected (it never had traffic) or rolled back (weight 0 is live)."""
     w.set_release(release.model_copy(update={"state": S.ABORTED, "weight": 0,
                                              "stepStartedAt": None, "stepEndsAt": None}))
     w.canary = None
-    w.history.insert(0, HistoryEntry(version=release.version, outcome=Outcome.ROLLED_BACK,
+    rejected = release.reason in gating.GATE_REASONS
+    w.history.insert(0, HistoryEntry(version=release.version,
+                                     outcome=Outcome.REJECTED if rejected else Outcome.ROLLED_BACK,
                                      reason=release.message or release.reason, at=f.ts))
-    w.events.append(Event("Warning", "RolledBack",
-                          f"version {release.version} rolled back ({release.reason}): "
-                          f"{release.message or ''}; weight 0, its pods are removed"))
+    if rejected:
+        w.events.append(Event("Warning", "Rejected",
+                              f"version {release.version} stopped by its gates before any "
+                              f"traffic ({release.reason}): {release.message or ''}"))
+    else:
+        w.events.append(Event("Warning", "RolledBack",
+                              f"version {release.version} rolled back ({release.reason}): "
+                              f"{release.message or ''}; weight 0, its pods are removed"))
+    w.owe(w.outcome(release.version, promoted=False, at=f.ts,
+                    reason=f"{release.reason}: {release.message or ''}",
+                    summary=summary(release)))
 
 
 def _switched(w: Working, f: Facts, release: Release) -> None:
@@ -362,6 +581,12 @@ def promote(w: Working, ts: str) -> None:
                                          reason=f"replaced by version {canary.version}", at=ts))
     w.history.insert(0, HistoryEntry(version=canary.version, outcome=Outcome.PROMOTED, at=ts))
     w.events.append(Event("Normal", "Promoted", report.promoted_message(canary, w.stable)))
+    rel = w.release
+    how = ("every canary step passed" if rel is not None and w.rollout is not None and
+           w.rollout.type is RolloutType.CANARY else "promoted")
+    w.owe(w.outcome(canary.version, promoted=True, at=ts, reason=how,
+                    previous=w.stable.version if w.stable is not None else None,
+                    summary=summary(rel)))
     info = canary.model_dump(include={"version", "runId", "source", "modelUri"})
     w.stable = Stable(**info, since=ts)
     w.canary, w.rollout, w.promoted = None, None, True
@@ -399,6 +624,8 @@ def _switch_back(w: Working, f: Facts, release: Release) -> str:
         "previous": None}))
     w.events.append(Event("Warning", "RolledBack", f"switched back from version {rejected} to "
                                                    f"version {previous.version}"))
+    w.owe(w.outcome(rejected, promoted=False, at=f.ts,
+                    reason=f"Aborted: switched back to version {previous.version}"))
     return f"switched back to version {previous.version}"
 
 
@@ -406,9 +633,24 @@ def _roll_back(w: Working, f: Facts, release: Release, reason: str, message: str
     w.set_release(release.model_copy(update={
         "state": S.ROLLING_BACK, "reason": reason, "message": message[:512],
         "pausedBy": None, "stepEndsAt": None}))
-    w.events.append(Event("Warning", ROLLING_BACK_EVENT,
-                          f"rolling back version {release.version} ({reason}): {message}"))
+    what = ("stopping version {v} before any traffic" if reason in gating.GATE_REASONS
+            else "rolling back version {v}").format(v=release.version)
+    w.events.append(Event("Warning", ROLLING_BACK_EVENT, f"{what} ({reason}): {message}"))
     w.wake.append(f.now + dt.timedelta(seconds=CONFIRM_REQUEUE))
+
+
+def summary(rel: Release | None) -> str:
+    """One line about a release's gates and analysis, for the registry's outcome tag."""
+    if rel is None:
+        return ""
+    parts = [f"{g.gate} {g.result.value}" + (f" ({g.latencyMs:.0f} ms)" if g.latencyMs else "")
+             for g in rel.gates or ()]
+    a = rel.analysis
+    if a is not None and (a.successful or a.failed or a.inconclusive):
+        parts.append(f"analysis: {a.successful} successful, {a.failed} failed, "
+                     f"{a.inconclusive} inconclusive")
+        parts += [m.message for m in a.measurements if m.message]
+    return "; ".join(parts)
 
 
 # --- analysis -------------------------------------------------------------------------------
@@ -540,9 +782,15 @@ def _apply_request(w: Working, f: Facts, action: str, release: Release | None) -
         return _switch_back(w, f, release)
     if release is None or state in (S.ABORTED, S.ROLLING_BACK, S.SWITCHED):
         return f"no release in progress to {action}"
+    if action == "abort" and state is S.GATING:
+        _abort(w, f, release.model_copy(update={"reason": "Aborted",
+                                                "message": "abort request while gating"}))
+        return f"version {release.version} will not be released"
     if action == "abort":
         _roll_back(w, f, release, "Aborted", "abort request")
         return f"rolling back version {release.version}"
+    if action == "promote" and state is S.GATING:
+        return _approve(w, f, release)
     if action == "pause":
         if state is S.PAUSED:
             return "already paused"

@@ -34,6 +34,7 @@ from modeldeploy.api.status import (
 )
 from modeldeploy.core import render
 from modeldeploy.core.conditions import get, set_condition, timestamp
+from modeldeploy.core.gating import GATE_REASONS
 from modeldeploy.core.world import (
     Child,
     Event,
@@ -186,9 +187,11 @@ def _release_view(rollout: RolloutState | None, spec: ModelDeploymentSpec,
     where = (f"step {min(rel.step, len(steps) - 1) + 1}/{len(steps)}, " if steps
              and rollout is not None and rollout.type.value == "Canary" else "")
     if rel.state is ReleaseState.ABORTED:
-        why = f"version {v} was rolled back ({rel.reason}): {rel.message or ''}"
+        how = "stopped by its gates" if rel.reason in GATE_REASONS else "rolled back"
+        why = f"version {v} was {how} ({rel.reason}): {rel.message or ''}"
         text = _keeps_serving(why, stable)
-        return _ReleaseView(Phase.DEGRADED, text, degraded=(rel.reason or "RolledBack", text),
+        return _ReleaseView(Phase.DEGRADED if stable else Phase.FAILED, text,
+                            degraded=(rel.reason or "RolledBack", text),
                             stalled=(rel.reason or "RolledBack", text + "; it is released "
                                      "again on a retry request or when the selector moves"))
     if rel.state is ReleaseState.ROLLING_BACK:
@@ -207,8 +210,20 @@ def _release_view(rollout: RolloutState | None, spec: ModelDeploymentSpec,
                 else "resume or promote to go on")
         text = f"paused ({rel.pausedBy}) at {where}version {v} at {rel.weight}%{live}; {then}"
         return _ReleaseView(Phase.PAUSED, text, progressing=("Paused", text))
+    if rel.state is ReleaseState.GATING:
+        waits = next((g for g in rel.gates or () if g.result.value == "Waiting"), None)
+        if waits is not None and waits.reason == "ApprovalRequired":
+            text = f"version {v} waits for approval: {waits.message}"
+            return _ReleaseView(Phase.PAUSED, _keeps_serving(text, stable),
+                                progressing=("WaitingForApproval", text))
+        text = (f"version {v} waits for its registry gates: {waits.message}" if waits
+                else f"checking version {v}'s registry gates (no pods, no traffic yet)")
+        return _ReleaseView(Phase.PROGRESSING, _keeps_serving(text, stable),
+                            progressing=("Gating", text))
     if rel.state is ReleaseState.STARTING:
-        text = f"bringing up version {v} (no traffic yet)"
+        smoke = next((g for g in rel.gates or () if g.gate == "SmokeTest"), None)
+        text = f"bringing up version {v} (no traffic yet)" + (
+            f"; smoke test: {smoke.message}" if smoke is not None else "")
     elif rel.state is ReleaseState.PROMOTING:
         text = f"promoting version {v}: {rel.weight}%{live}"
     else:
@@ -223,11 +238,6 @@ def _not_yet(spec: ModelDeploymentSpec) -> str | None:
     if rollout is not None and rollout.strategy.value in ("abTest", "shadow"):
         return (f"spec.rollout.strategy {rollout.strategy.value} is not acted on yet: a new "
                 "version replaces the old one in a rolling switch")
-    if rollout is not None and rollout.gates is not None:
-        return "spec.rollout.gates are not acted on yet (registry gates arrive in a later release)"
-    if spec.model.writeBack is not None:
-        return ("spec.model.writeBack is not acted on yet (registry write-back arrives in a "
-                "later release)")
     return None
 
 

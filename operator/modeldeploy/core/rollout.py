@@ -35,6 +35,7 @@ from modeldeploy.api.status import (
     HistoryEntry,
     ModelDeploymentStatus,
     Outcome,
+    RegistryWrite,
     ReleaseState,
     Rolling,
     RolloutState,
@@ -42,7 +43,7 @@ from modeldeploy.api.status import (
     Stable,
     VersionInfo,
 )
-from modeldeploy.core import durations, release, render, report, templates
+from modeldeploy.core import durations, gating, release, render, report, templates
 from modeldeploy.core.conditions import timestamp
 from modeldeploy.core.release import Working
 from modeldeploy.core.world import (
@@ -73,7 +74,10 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
     ts = timestamp(now)
     st = obs.status
     w = Working(stable=st.stable, canary=st.canary, rollout=_rollout_of(st),
-                history=list(st.history), last_request=st.lastRequest)
+                history=list(st.history), last_request=st.lastRequest,
+                writes=list(st.registryWrites), write_spec=spec.model.writeBack,
+                origin=(obs.namespace, obs.name, obs.cluster))
+    _written(w, obs, now)
     router = router_for(spec)
     owner = render.Owner(obs.name, obs.namespace, obs.uid)
 
@@ -120,14 +124,71 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
                                 last_request=w.last_request,
                                 traffic=router.describe(live) if live is not None else None)
     transitions = report.transition_events(st.conditions, next_status.conditions)
-    if w.release is not None and any(e.reason == release.ROLLING_BACK_EVENT for e in w.events):
+    if w.release is not None and any(e.reason in (release.ROLLING_BACK_EVENT, "Rejected")
+                                     for e in w.events):
         # The rollback's own event says why; the Degraded condition it sets (with the same
         # reason) would say it again. Other transitions still speak.
         transitions = [e for e in transitions if e.reason != w.release.reason]
     events = w.events + transitions
+    next_status = next_status.model_copy(update={"registryWrites": w.writes})
     return Plan(status=next_status, apply=apply, delete=delete,
                 traffic=_split(spec, w, router, obs), measure=tuple(w.measure),
+                gates=w.gates, write_back=_writes_due(obs, now),
                 events=tuple(events), wake_at=_wake_at(obs, spec, w, now))
+
+
+# --- registry write-back --------------------------------------------------------------------
+
+#: Attempts before an owed registry write is given up (with a Warning event).
+WRITE_ATTEMPTS = 12
+
+
+def write_backoff(attempts: int) -> float:
+    """Seconds before the next attempt after ``attempts`` failures: 5, 10, 20 ... 600."""
+    return float(min(5.0 * 2 ** max(attempts - 1, 0), 600.0))
+
+
+def _writes_due(obs: Observed, now: dt.datetime) -> tuple[RegistryWrite, ...]:
+    """Stored owed writes whose time has come (a write is made only once its status is
+    stored, so a crash can repeat a write, which is idempotent, but never lose one)."""
+    if obs.write_results:
+        return ()
+    return tuple(x for x in obs.status.registryWrites
+                 if (release._at(x.nextAt) or now) <= now)
+
+
+def _written(w: Working, obs: Observed, now: dt.datetime) -> None:
+    """Take in how the previous plan's registry writes went."""
+    for result in obs.write_results:
+        if result.write not in w.writes:
+            continue
+        i = w.writes.index(result.write)
+        what = _write_text(result.write)
+        if result.error is None:
+            del w.writes[i]
+            w.events.append(Event("Normal", "RegistryUpdated", what))
+            continue
+        attempts = result.write.attempts + 1
+        if attempts >= WRITE_ATTEMPTS:
+            del w.writes[i]
+            w.events.append(Event("Warning", "RegistryWriteAbandoned",
+                                  f"{what}: gave up after {attempts} attempts: "
+                                  f"{result.error}"[:1000]))
+            continue
+        w.writes[i] = result.write.model_copy(update={
+            "attempts": attempts, "lastError": result.error[:500],
+            "nextAt": release._later(now, write_backoff(attempts))})
+        w.events.append(Event("Warning", "RegistryWriteFailed",
+                              f"{what}: attempt {attempts} failed, retrying in "
+                              f"{write_backoff(attempts):.0f}s: {result.error}"[:1000]))
+
+
+def _write_text(write: RegistryWrite) -> str:
+    parts = [f"{k}={v}" for k, v in write.tags.items() if k.endswith(".outcome")]
+    parts += [f"alias {a}" for a in write.aliases]
+    extra = len(write.tags) - sum(k.endswith(".outcome") for k in write.tags)
+    return (f"version {write.version}: " + ", ".join(parts)
+            + (f" (+{extra} tags)" if extra else ""))
 
 
 # --- the version state machine's pieces ----------------------------------------------------
@@ -201,13 +262,26 @@ def _follow(w: Working, spec: ModelDeploymentSpec, desired: ResolvedVersion,
         w.canary, w.rollout = None, None
     if w.canary is None and (w.stable is None or w.stable.version != desired.version):
         w.canary = Canary(**_fields(desired), weight=0)
-        if w.stable is not None and release.progressive(spec.rollout):
+        if release.progressive(spec.rollout) and (w.stable is not None or _gated(spec)):
             assert spec.rollout is not None
             release.start(w, spec.rollout, version=desired.version, ts=ts)
         else:
             w.rollout = _rolling(desired.version, ts)
         w.events.append(Event("Normal", "NewVersion",
                               report.new_version_message(spec, desired, w.stable)))
+
+
+def _gated(spec: ModelDeploymentSpec) -> bool:
+    """The release has gates: even a first version is judged before it serves."""
+    g = spec.rollout.gates if spec.rollout is not None else None
+    return g is not None and (g.smokeTest is not None or bool(gating.registry_gates(g)))
+
+
+def _resolved_of(v: VersionInfo | None) -> ResolvedVersion | None:
+    if v is None:
+        return None
+    return ResolvedVersion(version=v.version, run_id=v.runId, source=v.source,
+                           model_uri=v.modelUri or "")
 
 
 def _facts(obs: Observed, spec: ModelDeploymentSpec, owner: render.Owner, router: Router,
@@ -233,7 +307,11 @@ def _facts(obs: Observed, spec: ModelDeploymentSpec, owner: render.Owner, router
         candidate_stuck=stuck, in_place=in_place,
         resolved_version=desired.version if desired else None, request=obs.request,
         apply_refused=obs.apply_failure is not None,
-        measurements=obs.measurements, requests=_measurement_requests(obs, spec, w))
+        measurements=obs.measurements, requests=_measurement_requests(obs, spec, w),
+        candidate=_resolved_of(w.canary), stable=_resolved_of(w.stable),
+        candidate_service=render.child_name(obs.name, candidate) if candidate else "",
+        recheck_after=durations.parse(spec.model.pollInterval),
+        gate_answers=obs.gate_answers)
 
 
 def _measurement_requests(obs: Observed, spec: ModelDeploymentSpec,
@@ -272,7 +350,7 @@ def _candidate_target(spec: ModelDeploymentSpec, router: Router, w: Working) -> 
     that gives it the current step's weight next to the stable version."""
     full = render.desired_replicas(spec)
     rel, rollout = w.release, spec.rollout
-    if rel is None or rollout is None or w.canary is None:
+    if rel is None or rollout is None or w.canary is None or w.stable is None:
         return full
     weight = release.wanted_weight(rollout, rel, candidate_ready=True)
     if rel.state is ReleaseState.STARTING and rollout.steps:
@@ -310,7 +388,7 @@ def _split(spec: ModelDeploymentSpec, w: Working, router: Router, obs: Observed)
         return Split()
     rel, rollout = w.release, spec.rollout
     if w.canary is None or rel is None or rollout is None or \
-            rollout.strategy is not Strategy.CANARY:
+            rollout.strategy is not Strategy.CANARY or rel.state is ReleaseState.GATING:
         return Split.all_to(w.stable.version)
     dep = obs.deployment(w.canary.version)
     weight = release.wanted_weight(rollout, rel, candidate_ready=dep is not None and
@@ -322,8 +400,9 @@ def _children(obs: Observed, spec: ModelDeploymentSpec, owner: render.Owner, rou
               w: Working) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for v in (w.stable, w.canary):
-        if v is None:
-            continue
+        if v is None or (v is w.canary and w.release is not None and
+                         w.release.state is ReleaseState.GATING):
+            continue  # a version in its registry gates has no pods yet
         served = render.ServedVersion(version=v.version, model_uri=v.modelUri or "",
                                       registry=obs.target)
         version_spec = spec
@@ -391,8 +470,9 @@ def _wake_at(obs: Observed, spec: ModelDeploymentSpec, w: Working,
     waiting = w.canary is not None or (
         w.stable is not None and report.health(obs, spec, w.stable.version) != "available")
     stall = report.stall_due(obs, now)
+    owed = [release._at(x.nextAt) or now for x in w.writes]
     candidates = [t for t in (now + dt.timedelta(seconds=WAIT_REQUEUE) if waiting else None,
-                              stall, *w.wake) if t is not None]
+                              stall, *w.wake, *owed) if t is not None]
     return min(candidates, default=None)
 
 

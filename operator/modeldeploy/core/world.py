@@ -12,13 +12,13 @@ fields, not new channels.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from modeldeploy.api import DEFAULT_MLFLOW_IMAGE
 from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.api.status import ModelDeploymentStatus, RegistryWrite
 from modeldeploy.core.analysis import QueryResult
 
 
@@ -169,13 +169,98 @@ class Measurement:
 
 
 @dataclass(frozen=True)
-class RegistryWriteBack:
-    """A tag (or alias) to write on a model version in the registry."""
+class VersionDetails:
+    """What gates need beyond the resolution: run metrics, signature, input example, and the
+    version's own marks in the registry (tags, aliases, stage, status)."""
 
-    model: str
-    version: str
-    key: str
-    value: str
+    metrics: dict[str, float]
+    signature: dict[str, Any] | None
+    input_example: Any | None
+    #: The payload to POST to the model server's /invocations (MLflow's serving input
+    #: example, else the input example in ``dataframe_split`` form), None without one.
+    serving_example: Any | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    stage: str | None = None
+    #: MLflow's registration status (READY, PENDING_REGISTRATION, FAILED_REGISTRATION).
+    status: str | None = None
+    #: The version still exists in the registry (False: deleted since it was resolved).
+    exists: bool = True
+    #: Its run still exists (False: no run, or the run was deleted).
+    run_found: bool = True
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One smoke-test request."""
+
+    #: HTTP status, None when no answer came (refused, timed out).
+    status: int | None
+    #: Seconds until the whole answer was read, None when none came.
+    latency: float | None
+    #: Why this attempt failed; None when it passed.
+    problem: str | None
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    passed: bool
+    url: str
+    attempts: tuple[Attempt, ...]
+    #: The scoring server did not answer its health check yet: nothing was judged.
+    not_ready: str | None = None
+
+    @property
+    def message(self) -> str:
+        if self.not_ready is not None:
+            return f"{self.url}: {self.not_ready}"
+        last = self.attempts[-1] if self.attempts else None
+        if self.passed and last is not None and last.latency is not None:
+            tries = "" if len(self.attempts) == 1 else f" (attempt {len(self.attempts)})"
+            return f"{self.url}/invocations answered as the signature says in " \
+                   f"{last.latency * 1000:.0f} ms{tries}"
+        problems = "; ".join(a.problem or "" for a in self.attempts)
+        return f"{self.url}/invocations failed {len(self.attempts)} attempt(s): {problems}"
+
+
+@dataclass(frozen=True)
+class SmokeRequest:
+    """Run the smoke test against the new version's Service."""
+
+    service: str
+    port: int
+    attempts: int
+    timeout: float
+    max_latency: float
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    """What decide() needs from outside to judge the gates of the release in flight: the
+    registry's details of the new version (and the stable one), and a smoke test."""
+
+    version: ResolvedVersion
+    stable: ResolvedVersion | None = None
+    smoke: SmokeRequest | None = None
+
+
+@dataclass(frozen=True)
+class GateAnswers:
+    """The answers to a GateRequest. A registry that could not be read is an answer too."""
+
+    candidate: VersionDetails | None = None
+    stable: VersionDetails | None = None
+    #: Why the registry could not be read (then nothing is judged; the gate is retried).
+    error: str | None = None
+    smoke: SmokeResult | None = None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """How one owed registry write went (None: accepted)."""
+
+    write: RegistryWrite
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +284,12 @@ class Observed:
     apply_failure: ApplyFailure | None = None
     #: How long a registry "not found" may last before the object counts as Stalled.
     stall_after: float = 120.0
+    #: Answers to the previous plan's gate request (second decide of a reconcile).
+    gate_answers: GateAnswers | None = None
+    #: Results of the previous plan's registry writes (second decide of a reconcile).
+    write_results: tuple[WriteResult, ...] = ()
+    #: The cluster's name, written with outcomes to the registry (MODELDEPLOY_CLUSTER_NAME).
+    cluster: str = ""
 
     def deployment(self, version: str) -> Child | None:
         return next((c for c in self.children
@@ -223,7 +314,10 @@ class Plan:
     #: The split the applied route objects carry (None: no change of traffic is planned).
     traffic: Split | None = None
     measure: tuple[MeasurementRequest, ...] = ()
-    write_back: tuple[RegistryWriteBack, ...] = ()
+    #: Gate inputs to fetch (registry details, a smoke test) before deciding again.
+    gates: GateRequest | None = None
+    #: Owed registry writes that are due (already stored in status).
+    write_back: tuple[RegistryWrite, ...] = ()
     events: tuple[Event, ...] = ()
     #: When to look again even if nothing changes (None: only on change).
     wake_at: dt.datetime | None = None
