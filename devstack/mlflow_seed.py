@@ -54,7 +54,8 @@ class AffineModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
         self.bias = bias
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        return [2.0 * float(row["x"]) + self.bias for _, row in model_input.iterrows()]
+        # The first column, whatever its name (--input-column logs another signature).
+        return [2.0 * float(row.iloc[0]) + self.bias for _, row in model_input.iterrows()]
 
 
 class BreaksSignatureModel(AffineModel):
@@ -119,6 +120,10 @@ def main() -> None:
                         help="how the served model behaves (see the module docstring)")
     parser.add_argument("--delay", type=float, default=1.0,
                         help="seconds per predict call for --kind slow")
+    parser.add_argument("--input-column", default="x",
+                        help="the input column's name (another name is a breaking change)")
+    parser.add_argument("--no-example", action="store_true",
+                        help="log no input example (the signature is still logged)")
     args = parser.parse_args()
 
     import pandas as pd
@@ -127,7 +132,7 @@ def main() -> None:
     mlflow.set_tracking_uri(args.tracking_uri)
     client = MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
     mlflow.set_experiment(f"modeldeploy-{args.name}")
-    example = pd.DataFrame({"x": [1.0, 2.0]})
+    example = pd.DataFrame({args.input_column: [1.0, 2.0]})
     # The signature is what the good model answers, whatever this version's kind does.
     good = AffineModel(args.bias).predict(None, example)  # type: ignore[no-untyped-call]
     signature = infer_signature(example, good)
@@ -140,7 +145,7 @@ def main() -> None:
             name="model",
             python_model=build_model(args.kind, bias=args.bias, delay=args.delay),
             signature=signature,
-            input_example=example,
+            input_example=None if args.no_example else example,
             registered_model_name=args.name,
         )
     version = info.registered_model_version

@@ -365,7 +365,7 @@ def main() -> None:
     parser.add_argument("--venv", required=True, type=Path, help="the MLflow server's venv")
     parser.add_argument("--tracking-uri", required=True, help="when a Deployment names none")
     parser.add_argument("--listen", default="127.0.0.1:0")
-    parser.add_argument("--max-backends", type=int, default=4)
+    parser.add_argument("--max-backends", type=int, default=10)
     parser.add_argument("--refresh", type=float, default=0.5, help="re-read period (s)")
     args = parser.parse_args()
     host, port = args.listen.rsplit(":", 1)

@@ -40,17 +40,20 @@ def mlflow_client(stack: StackInfo) -> MlflowClient:
 def seed_model(stack: StackInfo, *, name: str, alias: str | None = None,
                metrics: dict[str, float] | None = None, bias: float = 0.0,
                stage: str | None = None, kind: str = "good",
-               delay: float = 1.0) -> dict[str, Any]:
+               delay: float = 1.0, input_column: str = "x",
+               example: bool = True) -> dict[str, Any]:
     """Log and register a pyfunc version with the MLflow server's own (full mlflow) venv.
 
     ``kind`` is how the version behaves when served (``good``, ``breaks-signature``, ``slow``
     answering after ``delay`` seconds, ``error``; see ``mlflow_seed.py``). Every kind is logged
-    with the good model's signature and the same input example. MLflow runs predict twice
+    with the good model's signature and the same input example (``input_column`` renames the
+    input, a breaking signature change; ``example=False`` logs none). MLflow runs predict twice
     while logging (requirements inference, input example validation): a ``slow`` version
     takes about 2 x ``delay`` longer to register."""
     python = mlflow_venv_dir() / "bin" / "python"
     argv = [str(python), str(SEED_SCRIPT), "--tracking-uri", stack.mlflow_tracking_uri,
-            "--name", name, "--bias", str(bias), "--kind", kind, "--delay", str(delay)]
+            "--name", name, "--bias", str(bias), "--kind", kind, "--delay", str(delay),
+            "--input-column", input_column] + ([] if example else ["--no-example"])
     if alias:
         argv += ["--alias", alias]
     if stage:

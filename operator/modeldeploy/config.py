@@ -53,6 +53,10 @@ class OperatorConfig:
     #: Where a version's Service answers (MODELDEPLOY_SERVICE_URL_TEMPLATE; placeholders
     #: {service}, {namespace}, {port}): the smoke test and health probes POST there.
     service_url_template: str = DEFAULT_SERVICE_URL_TEMPLATE
+    #: This cluster's name, written with release outcomes to the registry
+    #: (MODELDEPLOY_CLUSTER_NAME; the ``<prefix>.cluster`` tag), so one registry serving many
+    #: clusters tells them apart.
+    cluster_name: str = ""
     prometheus_timeout: float = 10.0
     leader_election: bool = True
     lease_namespace: str = "default"
@@ -91,6 +95,7 @@ class OperatorConfig:
             prometheus_url=get("PROMETHEUS_URL"),
             service_url_template=_template(get("SERVICE_URL_TEMPLATE")
                                            or DEFAULT_SERVICE_URL_TEMPLATE),
+            cluster_name=get("CLUSTER_NAME") or "",
             prometheus_timeout=float(get("PROMETHEUS_TIMEOUT") or cls.prometheus_timeout),
             leader_election=(get("LEADER_ELECTION") or "true").lower() not in ("false", "0",
                                                                             "no", "off"),

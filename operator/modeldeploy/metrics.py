@@ -85,6 +85,37 @@ def _release_families(objects: Iterable[dict[str, Any]]) -> Iterator[Metric]:
     yield values
 
 
+def _gate_families(objects: Iterable[dict[str, Any]]) -> Iterator[Metric]:
+    """Each gate's result for the release in flight (1 per gate), and the smoke test's
+    latency."""
+    results = GaugeMetricFamily(
+        "modeldeploy_gate_result",
+        "Gates of the release in flight: 1 per gate, labelled with its result (Passed, "
+        "Failed, Waiting, Approved, Warned, Skipped, Pending).",
+        labels=["namespace", "name", "version", "gate", "result", "reason"])
+    latency = GaugeMetricFamily(
+        "modeldeploy_smoke_test_latency_seconds",
+        "Latency of the new version's answer to its smoke test.",
+        labels=["namespace", "name", "version"])
+    for body in objects:
+        meta, status = body.get("metadata"), body.get("status")
+        rollout = status.get("rollout") if isinstance(status, dict) else None
+        rel = (rollout.get("canary") or rollout.get("blueGreen")) \
+            if isinstance(rollout, dict) else None
+        if not isinstance(rel, dict) or not isinstance(rel.get("gates"), list):
+            continue
+        ns, name, version = _text(meta, "namespace"), _text(meta, "name"), _text(rel, "version")
+        for g in rel["gates"]:
+            if not isinstance(g, dict):
+                continue
+            results.add_metric([ns, name, version, _text(g, "gate"), _text(g, "result"),
+                                _text(g, "reason")], 1)
+            if g.get("gate") == "SmokeTest" and isinstance(g.get("latencyMs"), int | float):
+                latency.add_metric([ns, name, version], float(g["latencyMs"]) / 1000)
+    yield results
+    yield latency
+
+
 class _StateCollector(Collector):
     def __init__(self, view: StateView) -> None:
         self._view = view
@@ -110,6 +141,7 @@ class _StateCollector(Collector):
             rows.add_metric(list(row), 1)
         yield rows
         yield from _release_families(self._view.objects() if leading else ())
+        yield from _gate_families(self._view.objects() if leading else ())
         yield GaugeMetricFamily("modeldeploy_workqueue_depth",
                                 "Objects waiting for a reconcile worker.",
                                 value=self._view.queue_depth())
@@ -157,6 +189,18 @@ class Metrics:
             "Time to take one interval's measurements (all metrics, side by side).",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry)
+        self.smoke_tests = Counter(
+            "modeldeploy_smoke_tests_total",
+            "Smoke tests of new versions by result (passed, failed).", ["result"],
+            registry=self.registry)
+        self.smoke_seconds = Histogram(
+            "modeldeploy_smoke_test_duration_seconds",
+            "Time of one smoke test (every attempt).",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=self.registry)
+        self.registry_writes = Counter(
+            "modeldeploy_registry_writes_total",
+            "Write-backs to the model registry (tags, aliases) by result (ok, error).",
+            ["result"], registry=self.registry)
         self.kube_writes = Counter(
             "modeldeploy_kube_writes_total",
             "Writes to the Kubernetes API by verb (apply, delete, status, event) and kind.",

@@ -50,6 +50,9 @@ from mlflow.store.tracking.rest_store import RestStore as TrackingStore
 from mlflow.utils.rest_utils import MlflowHostCreds, http_request
 
 T = TypeVar("T")
+#: What a registry call may raise besides a timeout: MLflow's refusals, connection errors
+#: (requests' are OSErrors), and artifacts that do not parse.
+REGISTRY_ERRORS = (MlflowException, OSError, ValueError, yaml.YAMLError)
 
 
 @dataclass(frozen=True)

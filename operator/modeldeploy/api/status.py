@@ -279,6 +279,7 @@ class RegistryWrite(_Status):
     """A write-back to the registry that is owed (spec.model.writeBack): kept here until the
     registry accepted it, so a restarted operator still makes it."""
 
+    model: str = Field(description="The registered model.")
     version: str = Field(description="The model version written to.")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags to set on it.")
     aliases: list[str] = Field(default_factory=list, description="Aliases to point at it.")

@@ -25,6 +25,7 @@ from modeldeploy.adapters.kube import ApiError, Kube
 from modeldeploy.adapters.lease import KubeLeaseStore
 from modeldeploy.adapters.prometheus import PrometheusProvider
 from modeldeploy.adapters.registry import Registry
+from modeldeploy.adapters.scoring import ScoringClient
 from modeldeploy.api import KIND
 from modeldeploy.config import OperatorConfig
 from modeldeploy.controller import credentials
@@ -88,14 +89,17 @@ class Operator:
         self.credentials = CredentialsCache(
             kube, changed=lambda ns, name: self.resolver.invalidate_secret(ns, name),
             namespaces=config.secret_namespaces)
-        self.resolver = Resolver(Registry(timeout=config.registry_timeout), wake=self.queue.add,
+        self.registry = Registry(timeout=config.registry_timeout)
+        self.resolver = Resolver(self.registry, wake=self.queue.add,
                                  credentials=self.credentials, metrics=self.metrics)
+        self.scoring = ScoringClient()
         self.provider = (PrometheusProvider(base_url=config.prometheus_url,
                                             timeout=config.prometheus_timeout)
                          if config.prometheus_url else None)
         self.reconciler = Reconciler(kube=kube, index=self.index, resolver=self.resolver,
                                      config=config, metrics=self.metrics,
-                                     provider=self.provider)
+                                     provider=self.provider, registry=self.registry,
+                                     credentials=self.credentials, scoring=self.scoring)
         self.metrics.watch_state(StateView(objects=self.index.objects,
                                            queue_depth=lambda: len(self.queue),
                                            registry_stats=self.resolver.stats,
@@ -238,6 +242,7 @@ class Operator:
             await runner.cleanup()
         if self.provider is not None:
             await self.provider.close()
+        await self.scoring.close()
 
     # --- watch events ----------------------------------------------------------------------
 

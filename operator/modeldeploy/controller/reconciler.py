@@ -26,19 +26,23 @@ from typing import Any
 from pydantic import ValidationError
 
 from modeldeploy.adapters.kube import PERMANENT_STATUSES, ApiError, Kube
-from modeldeploy.adapters.registry import ResolveKey
+from modeldeploy.adapters.registry import REGISTRY_ERRORS, Registry, ResolveKey
+from modeldeploy.adapters.scoring import ScoringClient, service_url
 from modeldeploy.api import KIND
 from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.api.status import ModelDeploymentStatus, RegistryWrite
 from modeldeploy.config import OperatorConfig, registry_allowed
 from modeldeploy.controller.index import Index, Key
-from modeldeploy.controller.resolver import Resolver
+from modeldeploy.controller.resolver import CredentialsProvider, Resolver
 from modeldeploy.core import durations
 from modeldeploy.core.analysis import MetricProvider, QueryResult
+from modeldeploy.core.gates import parse_signature
 from modeldeploy.core.release import REQUEST_ANNOTATION
 from modeldeploy.core.rollout import decide
 from modeldeploy.core.world import (
     ApplyFailure,
+    GateAnswers,
+    GateRequest,
     Measurement,
     MeasurementRequest,
     Observed,
@@ -47,6 +51,7 @@ from modeldeploy.core.world import (
     RegistryTarget,
     Resolution,
     SecretRef,
+    WriteResult,
 )
 from modeldeploy.metrics import Metrics
 
@@ -86,6 +91,9 @@ def status_dict(status: ModelDeploymentStatus) -> dict[str, Any]:
 #: How long a reconcile waits for a key's first registry answer before it moves on (the
 #: resolver wakes the object when the answer lands): a hanging registry never holds a worker.
 FIRST_ANSWER_WAIT = 2.0
+#: How long one smoke test waits for a scoring server's /ping before it says "not ready"
+#: (the next reconcile asks again; the gate's own deadline is the progress deadline).
+SMOKE_READY_WAIT = 5.0
 #: Field manager that keeps spec.replicas while autoscaling takes it over (see apply).
 HANDOVER_MANAGER = "modeldeploy-handover"
 
@@ -134,9 +142,12 @@ def registry_key(spec: ModelDeploymentSpec, namespace: str,
 class Reconciler:
     def __init__(self, *, kube: Kube, index: Index, resolver: Resolver,
                  config: OperatorConfig, metrics: Metrics | None = None,
-                 provider: MetricProvider | None = None) -> None:
+                 provider: MetricProvider | None = None, registry: Registry | None = None,
+                 credentials: CredentialsProvider | None = None,
+                 scoring: ScoringClient | None = None) -> None:
         self.kube, self.index, self.resolver, self.config = kube, index, resolver, config
         self.provider = provider
+        self.registry, self.credentials, self.scoring = registry, credentials, scoring
         self.metrics = metrics or Metrics()
         self._refusals: dict[Key, int] = {}
 
@@ -177,7 +188,8 @@ class Reconciler:
             status=status, registry=resolution, target=target,
             children=self.index.children(str(meta["uid"])),
             default_image=self.config.mlflow_image, stall_after=self.config.stall_after,
-            request=((meta.get("annotations") or {}).get(REQUEST_ANNOTATION) or None))
+            request=((meta.get("annotations") or {}).get(REQUEST_ANNOTATION) or None),
+            cluster=self.config.cluster_name)
 
     async def reconcile(self, key: Key) -> float | None:
         """Reconcile ``key``; returns when to look again (None: only on change)."""
@@ -191,11 +203,16 @@ class Reconciler:
             return None
         now = dt.datetime.now(dt.UTC)
         plan = decide(observed, now)
-        if plan.measure:
-            # Measure what the plan asks, then decide again knowing the answers: that plan
-            # carries the verdicts (and any rollback) and is the one applied.
-            observed = dataclasses.replace(observed,
-                                           measurements=await self.measure(plan.measure))
+        if plan.measure or plan.gates or plan.write_back:
+            # Measure, read the registry, smoke-test and write back what the plan asks, then
+            # decide again knowing the answers: that plan carries the verdicts (and any
+            # rollback) and is the one applied.
+            measurements, answers, written = await asyncio.gather(
+                self.measure(plan.measure), self.check_gates(observed, plan.gates),
+                self.write_back(observed, plan.write_back))
+            observed = dataclasses.replace(observed, measurements=measurements,
+                                           gate_answers=answers, write_results=written)
+            now = dt.datetime.now(dt.UTC)
             plan = decide(observed, now)
         failure = await self.apply_children(observed, plan)
         requeue = plan.requeue_after(now)
@@ -215,8 +232,90 @@ class Reconciler:
         await self.post_events(body, plan)
         return requeue
 
+    async def _registry_access(self, observed: Observed) -> tuple[ResolveKey, Any] | str:
+        """The object's registry key and credentials, or why they are not available."""
+        spec = observed.spec
+        if spec is None or self.registry is None:
+            return "the operator has no registry client"
+        found = registry_key(spec, observed.namespace, self.config)
+        if isinstance(found, str):
+            return found
+        rkey = found[0]
+        try:
+            creds = await self.credentials(rkey) if self.credentials is not None else None
+        except LookupError as exc:
+            return str(exc)
+        return rkey, creds
+
+    async def check_gates(self, observed: Observed,
+                          request: GateRequest | None) -> GateAnswers | None:
+        """The registry's details of the versions the gates compare, and the smoke test
+        against the new version's Service. Every failure is an answer."""
+        if request is None:
+            return None
+        access = await self._registry_access(observed)
+        if isinstance(access, str):
+            return GateAnswers(error=access)
+        rkey, creds = access
+        assert self.registry is not None
+        try:
+            candidate = await self.registry.details(rkey, creds, request.version)
+            stable = (await self.registry.details(rkey, creds, request.stable)
+                      if request.stable is not None else None)
+        except TimeoutError:
+            return GateAnswers(error=f"{rkey.tracking_uri}: no answer within "
+                                     f"{self.registry.timeout:.0f}s")
+        except REGISTRY_ERRORS as exc:  # an unreadable registry is an answer, never a crash
+            return GateAnswers(error=f"reading the registry failed: {type(exc).__name__}: "
+                                     f"{exc}"[:500])
+        smoke = None
+        if request.smoke is not None and candidate.serving_example is not None:
+            s = request.smoke
+            signature = parse_signature(candidate.signature)
+            url = service_url(self.config.service_url_template, service=s.service,
+                              namespace=observed.namespace, port=s.port)
+            scoring = self.scoring = self.scoring or ScoringClient()
+            started = time.monotonic()
+            smoke = await scoring.smoke(url, candidate.serving_example,
+                                        signature.outputs if signature else None,
+                                        attempts=s.attempts, timeout=s.timeout,
+                                        max_latency=s.max_latency,
+                                        ready_wait=min(s.timeout, SMOKE_READY_WAIT))
+            if smoke.not_ready is None:
+                self.metrics.smoke_tests.labels("passed" if smoke.passed else "failed").inc()
+                self.metrics.smoke_seconds.observe(time.monotonic() - started)
+        return GateAnswers(candidate=candidate, stable=stable, smoke=smoke)
+
+    async def write_back(self, observed: Observed,
+                         writes: tuple[RegistryWrite, ...]) -> tuple[WriteResult, ...]:
+        """Make the owed registry writes; each one's failure comes back as its answer."""
+        if not writes:
+            return ()
+        access = await self._registry_access(observed)
+        if isinstance(access, str):
+            return tuple(WriteResult(x, access) for x in writes)
+        rkey, creds = access
+        assert self.registry is not None
+        out = []
+        for x in writes:
+            try:
+                await self.registry.write_back(dataclasses.replace(rkey, model=x.model), creds,
+                                               x.version, tags=dict(x.tags),
+                                               aliases=tuple(x.aliases))
+            except TimeoutError:
+                out.append(WriteResult(x, f"no answer within {self.registry.timeout:.0f}s"))
+            except REGISTRY_ERRORS as exc:  # the registry's refusal is an answer
+                out.append(WriteResult(x, f"{type(exc).__name__}: {exc}"[:500]))
+            else:
+                out.append(WriteResult(x))
+            self.metrics.registry_writes.labels(
+                "error" if out[-1].error is not None else "ok").inc()
+        return tuple(out)
+
     async def measure(self, requests: tuple[MeasurementRequest, ...]) -> tuple[Measurement, ...]:
         """Every query of every request, side by side; failures come back as answers."""
+        if not requests:
+            return ()
         provider = self.provider
 
         async def one(query: str | None) -> QueryResult | None:

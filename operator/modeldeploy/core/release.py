@@ -97,15 +97,16 @@ class Working:
     #: Registry write-backs owed (status.registryWrites), and what to write them for.
     writes: list[RegistryWrite] = field(default_factory=list)
     write_spec: WriteBack | None = None
-    #: (namespace, name, cluster) written with each outcome.
+    #: (namespace, name, cluster) written with each outcome, and the registered model.
     origin: tuple[str, str, str] = ("", "", "")
+    model: str = ""
 
     def owe(self, outcome: writeback.Outcome) -> None:
         """Record what the registry should learn of ``outcome`` (spec.model.writeBack)."""
         if self.write_spec is None:
             return
         for write in writeback.plan(self.write_spec, outcome):
-            entry = RegistryWrite(version=write.version, tags=write.tags,
+            entry = RegistryWrite(model=self.model, version=write.version, tags=write.tags,
                                   aliases=list(write.aliases))
             if entry not in self.writes:
                 self.writes.append(entry)

@@ -76,7 +76,7 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
     w = Working(stable=st.stable, canary=st.canary, rollout=_rollout_of(st),
                 history=list(st.history), last_request=st.lastRequest,
                 writes=list(st.registryWrites), write_spec=spec.model.writeBack,
-                origin=(obs.namespace, obs.name, obs.cluster))
+                origin=(obs.namespace, obs.name, obs.cluster), model=spec.model.name)
     _written(w, obs, now)
     router = router_for(spec)
     owner = render.Owner(obs.name, obs.namespace, obs.uid)
