@@ -18,6 +18,7 @@ from tests.integration.conftest import Kubectl
 from tests.integration.test_canary import GATEWAY, release
 from tests.integration.test_modeldeployment import deployments, spec
 from tests.support.mdep import events, manifest, serving, status, wait_status
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -164,8 +165,11 @@ def test_production_starts_only_after_stagings_promotion_tagged_the_version(
     assert st["stable"]["version"] == v1 and st["phase"] == "Progressing"
     mlflow.set_registered_model_alias(model, "staging", v2)
     wait_status(custom, namespace, "staging", serving(v2), timeout=60, what="staging on v2")
-    tags = mlflow.get_model_version(model, v2).tags
-    assert tags.get("staging.outcome") == "Promoted" and tags.get("staging.name") == "staging"
+    # Written right after staging's promotion is stored (never before: a crash in between
+    # repeats the write, it cannot lose it).
+    tags = eventually(lambda: (t := mlflow.get_model_version(model, v2).tags).get(
+        "staging.outcome") == "Promoted" and t, timeout=30, what="staging's outcome tagged")
+    assert tags.get("staging.name") == "staging" and tags.get("staging.namespace") == namespace
     st = wait_status(custom, namespace, "production", serving(v2), timeout=90,
                      what="production promotes v2 after staging")
     promoted_at = next(h["at"] for h in st["history"] if h["version"] == v2

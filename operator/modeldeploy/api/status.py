@@ -308,6 +308,6 @@ class ModelDeploymentStatus(_Status):
         f"The last {HISTORY_LIMIT} version transitions, newest first."))
     lastRequest: Request | None = Field(default=None, description=(
         "The last modeldeploy.io/request annotation handled (each value is handled once)."))
-    registryWrites: list[RegistryWrite] = Field(default_factory=list, description=(
+    registryWrites: list[RegistryWrite] | None = Field(default=None, description=(
         "Registry write-backs not yet accepted by the registry (retried with backoff)."))
     message: str | None = Field(default=None, description="One line about the current state.")

@@ -75,7 +75,7 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
     st = obs.status
     w = Working(stable=st.stable, canary=st.canary, rollout=_rollout_of(st),
                 history=list(st.history), last_request=st.lastRequest,
-                writes=list(st.registryWrites), write_spec=spec.model.writeBack,
+                writes=list(st.registryWrites or ()), write_spec=spec.model.writeBack,
                 origin=(obs.namespace, obs.name, obs.cluster), model=spec.model.name)
     _written(w, obs, now)
     router = router_for(spec)
@@ -130,7 +130,7 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
         # reason) would say it again. Other transitions still speak.
         transitions = [e for e in transitions if e.reason != w.release.reason]
     events = w.events + transitions
-    next_status = next_status.model_copy(update={"registryWrites": w.writes})
+    next_status = next_status.model_copy(update={"registryWrites": w.writes or None})
     return Plan(status=next_status, apply=apply, delete=delete,
                 traffic=_split(spec, w, router, obs), measure=tuple(w.measure),
                 gates=w.gates, write_back=_writes_due(obs, now),
@@ -153,7 +153,7 @@ def _writes_due(obs: Observed, now: dt.datetime) -> tuple[RegistryWrite, ...]:
     stored, so a crash can repeat a write, which is idempotent, but never lose one)."""
     if obs.write_results:
         return ()
-    return tuple(x for x in obs.status.registryWrites
+    return tuple(x for x in obs.status.registryWrites or ()
                  if (release._at(x.nextAt) or now) <= now)
 
 
