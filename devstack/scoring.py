@@ -46,7 +46,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
@@ -95,6 +95,8 @@ class Backend:
     ready_seconds: float | None = None
     message: str = ""
     retry_at: float = 0.0
+    #: Requests proxied to it, by "METHOD /path" (what a test checks a probe by).
+    requests: dict[str, int] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -108,6 +110,7 @@ class Backend:
                 "state": self.state, "port": self.port, "pid": pid,
                 "pids": procs.group_members(pid, since=0) if pid else [],
                 "readySeconds": self.ready_seconds, "message": self.message,
+                "requests": dict(self.requests),
                 "log": str(self.proc.log) if self.proc else ""}
 
 
@@ -324,6 +327,8 @@ def _handler(backends: Backends, holder: list[Snapshot]) -> type[BaseHTTPRequest
             self._proxy(picked, "/" + path + (f"?{parts.query}" if parts.query else ""), body)
 
         def _proxy(self, backend: Backend, target: str, body: bytes | None) -> None:
+            what = f"{self.command} {urlsplit(target).path}"
+            backend.requests[what] = backend.requests.get(what, 0) + 1
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
             conn = http.client.HTTPConnection("127.0.0.1", backend.port, timeout=PROXY_TIMEOUT)
             try:

@@ -116,6 +116,41 @@ def _gate_families(objects: Iterable[dict[str, Any]]) -> Iterator[Metric]:
     yield latency
 
 
+def _health_families(objects: Iterable[dict[str, Any]]) -> Iterator[Metric]:
+    """The serving version's last health probe, and whether a rollback would work."""
+    up = GaugeMetricFamily(
+        "modeldeploy_health_probe_success",
+        "1 when the serving version's last health probe passed, else 0 (spec.healthCheck).",
+        labels=["namespace", "name", "version", "result"])
+    latency = GaugeMetricFamily(
+        "modeldeploy_health_probe_latency_seconds",
+        "Latency of the serving version's last answer to its health probe.",
+        labels=["namespace", "name", "version"])
+    ready = GaugeMetricFamily(
+        "modeldeploy_rollback_ready",
+        "1 when the previous version can still be rolled back to, else 0.",
+        labels=["namespace", "name", "previous_version", "reason"])
+    for body in objects:
+        meta, status = body.get("metadata"), body.get("status")
+        if not isinstance(status, dict):
+            continue
+        ns, name = _text(meta, "namespace"), _text(meta, "name")
+        health = status.get("health")
+        if isinstance(health, dict) and health.get("lastProbeAt"):
+            version = _text(health, "version")
+            up.add_metric([ns, name, version, _text(health, "result")],
+                          0 if health.get("consecutiveFailures") else 1)
+            if isinstance(health.get("latencyMs"), int | float):
+                latency.add_metric([ns, name, version], float(health["latencyMs"]) / 1000)
+        previous = status.get("previous")
+        if isinstance(previous, dict) and previous.get("ready") is not None:
+            ready.add_metric([ns, name, _text(previous, "version"), _text(previous, "reason")],
+                             1 if previous.get("ready") else 0)
+    yield up
+    yield latency
+    yield ready
+
+
 class _StateCollector(Collector):
     def __init__(self, view: StateView) -> None:
         self._view = view
@@ -142,6 +177,7 @@ class _StateCollector(Collector):
         yield rows
         yield from _release_families(self._view.objects() if leading else ())
         yield from _gate_families(self._view.objects() if leading else ())
+        yield from _health_families(self._view.objects() if leading else ())
         yield GaugeMetricFamily("modeldeploy_workqueue_depth",
                                 "Objects waiting for a reconcile worker.",
                                 value=self._view.queue_depth())
@@ -197,6 +233,10 @@ class Metrics:
             "modeldeploy_smoke_test_duration_seconds",
             "Time of one smoke test (every attempt).",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=self.registry)
+        self.health_probes = Counter(
+            "modeldeploy_health_probes_total",
+            "Health probes of serving versions by result (passed, failed).", ["result"],
+            registry=self.registry)
         self.registry_writes = Counter(
             "modeldeploy_registry_writes_total",
             "Write-backs to the model registry (tags, aliases) by result (ok, error).",

@@ -31,6 +31,7 @@ from modeldeploy.core.world import (
     MeasurementRequest,
     Observed,
     Plan,
+    ProbeAnswers,
     RegistryOutcome,
     RegistryTarget,
     Resolution,
@@ -97,6 +98,10 @@ class World:
     #: Every registry write the registry accepted; every gate request made.
     written: list[RegistryWrite] = field(default_factory=list)
     gate_requests: list[Any] = field(default_factory=list)
+    #: Every probe request, and when the previous version was last checked (the reconciler's
+    #: memory).
+    probes: list[Any] = field(default_factory=list)
+    rollback_checked_at: dt.datetime | None = None
 
     def observed(self) -> Observed:
         spec = None if self.spec_error else ModelDeploymentSpec.model_validate(self.spec)
@@ -111,14 +116,15 @@ class World:
             spec=spec, spec_error=self.spec_error, status=self.status, registry=self.registry,
             target=RegistryTarget(tracking_uri="http://mlflow:5000",
                                   registry_uri="http://mlflow:5000"),
-            children=children, apply_failure=self.apply_failure, request=self.request)
+            children=children, apply_failure=self.apply_failure, request=self.request,
+            rollback_checked_at=self.rollback_checked_at)
 
     def tick(self, seconds: float = 1.0) -> Plan:
         """decide(), then do what the plan says, as the apply step would."""
         self.now += dt.timedelta(seconds=seconds)
         observed = self.observed()
         plan = decide(observed, self.now)
-        if plan.measure or plan.gates or plan.write_back:
+        if plan.measure or plan.gates or plan.write_back or plan.probe:
             # As the reconciler does: measure, read the registry, test, write; then decide
             # again with the answers.
             self.measured += plan.measure
@@ -130,8 +136,12 @@ class World:
                 for m in plan.measure)
             results = tuple(WriteResult(x, self.write_error) for x in plan.write_back)
             self.written += [x for x in plan.write_back if self.write_error is None]
+            if plan.probe is not None and plan.probe.previous is not None:
+                self.rollback_checked_at = self.now
+                observed = replace(observed, rollback_checked_at=self.now)
             plan = decide(replace(observed, measurements=answers,
                                   gate_answers=self.gate_answers(plan),
+                                  probe_answers=self.probe_answers(plan),
                                   write_results=results), self.now)
             assert not plan.measure, "a second decide must not ask to measure again"
         for manifest in plan.apply:
@@ -157,6 +167,21 @@ class World:
             smoke = self.smoke.get(request.version.version, SmokeResult(
                 True, "http://svc", (Attempt(200, 0.012, None),)))
         return GateAnswers(candidate=candidate, stable=stable, smoke=smoke)
+
+    def probe_answers(self, plan: Plan) -> ProbeAnswers | None:
+        request = plan.probe
+        if request is None:
+            return None
+        self.probes.append(request)
+        empty = VersionDetails(metrics={}, signature=None, input_example=None)
+        stable = self.details.get(request.stable.version, empty) if request.stable else None
+        smoke = None
+        if request.smoke is not None and request.stable is not None:
+            smoke = self.smoke.get(request.stable.version, SmokeResult(
+                True, "http://svc", (Attempt(200, 0.012, None),)))
+        previous = (self.details.get(request.previous.version, empty)
+                    if request.previous else None)
+        return ProbeAnswers(request, stable=stable, smoke=smoke, previous=previous)
 
     def put_child(self, manifest: dict[str, Any]) -> Child:
         """Store a child as the apiserver returns it (our manifest plus a UID; replicas a

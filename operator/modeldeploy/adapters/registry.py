@@ -201,11 +201,20 @@ class _Client:
                     raise
                 run_found = False
         signature, example, serving = None, None, None
+        artifacts: bool | None = None
         model_id = source.removeprefix("models:/") if source and \
             source.startswith("models:/m-") else None
         if model_id:
-            location = self.tracking.get_logged_model(model_id).artifact_location
-            mlmodel = self._artifact(location, "MLmodel")
+            try:
+                location = self.tracking.get_logged_model(model_id).artifact_location
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                location = "mlflow-artifacts:/"  # the logged model is gone: so are its files
+            mlmodel = self._artifact(location, "MLmodel") if location != "mlflow-artifacts:/" \
+                else None
+            artifacts = None if not location.startswith("mlflow-artifacts:") else \
+                mlmodel is not None
             if mlmodel is not None:
                 meta = yaml.safe_load(mlmodel) or {}
                 signature = meta.get("signature")
@@ -219,7 +228,8 @@ class _Client:
         if serving is None and isinstance(example, dict) and "columns" in example:
             serving = {"dataframe_split": example}
         return VersionDetails(metrics=metrics, signature=signature, input_example=example,
-                              serving_example=serving, run_found=run_found, **marks)
+                              serving_example=serving, run_found=run_found,
+                              artifacts_found=artifacts, **marks)
 
     def write_back(self, model: str, version: str, tags: dict[str, str],
                    aliases: tuple[str, ...]) -> None:

@@ -574,6 +574,18 @@ class Rollout(_Model):
         return self
 
 
+class HealthCheck(_Model):
+    """Probe the serving version with its logged input example, at an interval."""
+
+    interval: Duration = Field(default="1m", description=(
+        "Time between probes (also how often RollbackReady is checked)."))
+    timeout: Duration = Field(default="5s", description="Time allowed for one probe.")
+    maxLatency: Duration = Field(default="1s", description=(
+        "Slowest acceptable answer; slower counts as a failure."))
+    failureThreshold: int = Field(default=3, ge=1, le=100, description=(
+        "Failures in a row that make the version Unhealthy (condition and Warning event)."))
+
+
 REPLICAS_AUTOSCALING_RULE = (
     "a canary with the replicas router splits traffic by replica counts, which an autoscaler "
     "would change: use traffic.router gatewayAPI or istio, or drop serving.autoscaling")
@@ -592,6 +604,9 @@ class ModelDeploymentSpec(_Model):
         "VirtualService (istio), or one Service over all versions (replicas)."))
     rollout: Rollout | None = Field(default=None, description=(
         "How a new version is released (absent: a rolling switch once it is Ready)."))
+    healthCheck: HealthCheck | None = Field(default=None, description=(
+        "Probe the serving version with its input example while it serves (absent: no "
+        "probes; RollbackReady is still checked every minute)."))
 
     @model_validator(mode="after")
     def _replicas_split_without_autoscaler(self) -> Self:

@@ -52,6 +52,8 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"  # a version change is under way
     DEGRADED = "Degraded"  # the spec cannot be met right now; see reason
     REGISTRY_REACHABLE = "RegistryReachable"  # the last registry call succeeded
+    HEALTHY = "Healthy"  # the serving version answers its input example (spec.healthCheck)
+    ROLLBACK_READY = "RollbackReady"  # the previous version can still be rolled back to
     # kstatus (Flux, kpt, cli-utils) reads these two and ignores the rest:
     RECONCILING = "Reconciling"  # the operator is still working towards the spec (InProgress)
     STALLED = "Stalled"  # the spec cannot be met without a human (kstatus: Failed)
@@ -275,6 +277,28 @@ class HistoryEntry(_Status):
     at: str | None = Field(default=None, description="When.")
 
 
+class Health(_Status):
+    """The last probes of the serving version (spec.healthCheck)."""
+
+    version: str = Field(description="The version probed.")
+    result: str = Field(description="Healthy, Unhealthy or Unknown (not probed yet).")
+    consecutiveFailures: int = Field(default=0, description="Failed probes in a row.")
+    latencyMs: float | None = Field(default=None, description="The last answer's latency.")
+    message: str = Field(default="", description="The last probe in words.")
+    lastProbeAt: str | None = Field(default=None, description="When it was last probed.")
+    nextAt: str | None = Field(default=None, description="When the next probe is due.")
+
+
+class Previous(VersionInfo):
+    """The version the stable one replaced: what a rollback returns to."""
+
+    replacedAt: str | None = Field(default=None, description="When it stopped serving.")
+    ready: bool | None = Field(default=None, description=(
+        "Whether it can still be rolled back to (None: not checked yet)."))
+    reason: str | None = Field(default=None, description="Why (not): CamelCase.")
+    message: str | None = Field(default=None, description="Why, in words.")
+
+
 class RegistryWrite(_Status):
     """A write-back to the registry that is owed (spec.model.writeBack): kept here until the
     registry accepted it, so a restarted operator still makes it."""
@@ -303,11 +327,16 @@ class ModelDeploymentStatus(_Status):
     resolved: Resolved | None = Field(default=None, description=(
         "The registry's latest answer for spec.model."))
     conditions: list[Condition] = Field(default_factory=list, description=(
-        "Ready, Progressing, Degraded, RegistryReachable, Reconciling and Stalled."))
+        "Ready, Progressing, Degraded, RegistryReachable, Healthy, RollbackReady, "
+        "Reconciling and Stalled."))
     history: list[HistoryEntry] = Field(default_factory=list, description=(
         f"The last {HISTORY_LIMIT} version transitions, newest first."))
     lastRequest: Request | None = Field(default=None, description=(
         "The last modeldeploy.io/request annotation handled (each value is handled once)."))
+    health: Health | None = Field(default=None, description=(
+        "Probes of the serving version (spec.healthCheck)."))
+    previous: Previous | None = Field(default=None, description=(
+        "The version the stable one replaced, and whether a rollback to it would work."))
     registryWrites: list[RegistryWrite] | None = Field(default=None, description=(
         "Registry write-backs not yet accepted by the registry (retried with backoff)."))
     message: str | None = Field(default=None, description="One line about the current state.")

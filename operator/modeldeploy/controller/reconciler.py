@@ -41,16 +41,22 @@ from modeldeploy.core.release import REQUEST_ANNOTATION
 from modeldeploy.core.rollout import decide
 from modeldeploy.core.world import (
     ApplyFailure,
+    Attempt,
     GateAnswers,
     GateRequest,
     Measurement,
     MeasurementRequest,
     Observed,
     Plan,
+    ProbeAnswers,
+    ProbeRequest,
     RegistryOutcome,
     RegistryTarget,
     Resolution,
+    ResolvedVersion,
     SecretRef,
+    SmokeResult,
+    VersionDetails,
     WriteResult,
 )
 from modeldeploy.metrics import Metrics
@@ -94,6 +100,8 @@ FIRST_ANSWER_WAIT = 2.0
 #: How long one smoke test waits for a scoring server's /ping before it says "not ready"
 #: (the next reconcile asks again; the gate's own deadline is the progress deadline).
 SMOKE_READY_WAIT = 5.0
+#: Versions whose input example and signature are kept for health probes.
+EXAMPLE_CACHE = 512
 #: Field manager that keeps spec.replicas while autoscaling takes it over (see apply).
 HANDOVER_MANAGER = "modeldeploy-handover"
 
@@ -148,6 +156,9 @@ class Reconciler:
         self.kube, self.index, self.resolver, self.config = kube, index, resolver, config
         self.provider = provider
         self.registry, self.credentials, self.scoring = registry, credentials, scoring
+        self._examples: dict[tuple[str, str, str, str | None], VersionDetails] = {}
+        #: When each object's previous version was last looked up (RollbackReady).
+        self._rollback_checked: dict[Key, dt.datetime] = {}
         self.metrics = metrics or Metrics()
         self._refusals: dict[Key, int] = {}
 
@@ -156,6 +167,7 @@ class Reconciler:
         self.index.remove(key)
         self.resolver.unsubscribe(key)
         self._refusals.pop(key, None)
+        self._rollback_checked.pop(key, None)
 
     async def observe(self, body: dict[str, Any], key: Key) -> Observed | None:
         """One snapshot for decide(); None when the object waits for its first registry
@@ -189,7 +201,8 @@ class Reconciler:
             children=self.index.children(str(meta["uid"])),
             default_image=self.config.mlflow_image, stall_after=self.config.stall_after,
             request=((meta.get("annotations") or {}).get(REQUEST_ANNOTATION) or None),
-            cluster=self.config.cluster_name)
+            cluster=self.config.cluster_name,
+            rollback_checked_at=self._rollback_checked.get(key))
 
     async def reconcile(self, key: Key) -> float | None:
         """Reconcile ``key``; returns when to look again (None: only on change)."""
@@ -203,15 +216,19 @@ class Reconciler:
             return None
         now = dt.datetime.now(dt.UTC)
         plan = decide(observed, now)
-        if plan.measure or plan.gates or plan.write_back:
+        if plan.measure or plan.gates or plan.write_back or plan.probe:
             # Measure, read the registry, smoke-test and write back what the plan asks, then
             # decide again knowing the answers: that plan carries the verdicts (and any
             # rollback) and is the one applied.
-            measurements, answers, written = await asyncio.gather(
+            measurements, answers, written, probed = await asyncio.gather(
                 self.measure(plan.measure), self.check_gates(observed, plan.gates),
-                self.write_back(observed, plan.write_back))
+                self.write_back(observed, plan.write_back), self.probe(observed, plan.probe))
             observed = dataclasses.replace(observed, measurements=measurements,
-                                           gate_answers=answers, write_results=written)
+                                           gate_answers=answers, write_results=written,
+                                           probe_answers=probed)
+            if plan.probe is not None and plan.probe.previous is not None:
+                self._rollback_checked[key] = now
+                observed = dataclasses.replace(observed, rollback_checked_at=now)
             now = dt.datetime.now(dt.UTC)
             plan = decide(observed, now)
         failure = await self.apply_children(observed, plan)
@@ -285,6 +302,63 @@ class Reconciler:
                 self.metrics.smoke_tests.labels("passed" if smoke.passed else "failed").inc()
                 self.metrics.smoke_seconds.observe(time.monotonic() - started)
         return GateAnswers(candidate=candidate, stable=stable, smoke=smoke)
+
+    async def _example(self, rkey: ResolveKey, creds: Any,
+                       version: ResolvedVersion) -> VersionDetails:
+        """A version's details for probing it: its example and signature never change, so
+        they are read once per version (a bounded cache), not at every probe."""
+        assert self.registry is not None
+        key = (rkey.tracking_uri, rkey.model, version.version, version.source)
+        found = self._examples.get(key)
+        if found is None:
+            found = await self.registry.details(rkey, creds, version)
+            if len(self._examples) >= EXAMPLE_CACHE:
+                self._examples.pop(next(iter(self._examples)))
+            self._examples[key] = found
+        return found
+
+    async def probe(self, observed: Observed,
+                    request: ProbeRequest | None) -> ProbeAnswers | None:
+        """Probe the serving version with its input example, and look the previous version
+        up in the registry. Every failure is an answer."""
+        if request is None:
+            return None
+        access = await self._registry_access(observed)
+        if isinstance(access, str):
+            return ProbeAnswers(request, error=access)
+        rkey, creds = access
+        assert self.registry is not None
+        stable = previous = smoke = None
+        try:
+            if request.previous is not None:
+                previous = await self.registry.details(rkey, creds, request.previous)
+            if request.stable is not None:
+                stable = await self._example(rkey, creds, request.stable)
+        except TimeoutError:
+            return ProbeAnswers(request, previous=previous,
+                                error=f"{rkey.tracking_uri}: no answer within "
+                                      f"{self.registry.timeout:.0f}s")
+        except REGISTRY_ERRORS as exc:
+            return ProbeAnswers(request, previous=previous,
+                                error=f"reading the registry failed: {type(exc).__name__}: "
+                                      f"{exc}"[:500])
+        if request.smoke is not None and stable is not None:
+            s = request.smoke
+            url = service_url(self.config.service_url_template, service=s.service,
+                              namespace=observed.namespace, port=s.port)
+            scoring = self.scoring = self.scoring or ScoringClient()
+            if stable.serving_example is None:
+                why = await scoring.wait_ready(url, s.timeout, timeout=s.timeout)
+                smoke = SmokeResult(why is None, url, (Attempt(200 if why is None else None,
+                                                               None, why),))
+            else:
+                signature = parse_signature(stable.signature)
+                smoke = await scoring.smoke(url, stable.serving_example,
+                                            signature.outputs if signature else None,
+                                            attempts=1, timeout=s.timeout,
+                                            max_latency=s.max_latency)
+            self.metrics.health_probes.labels("passed" if smoke.passed else "failed").inc()
+        return ProbeAnswers(request, stable=stable, smoke=smoke, previous=previous)
 
     async def write_back(self, observed: Observed,
                          writes: tuple[RegistryWrite, ...]) -> tuple[WriteResult, ...]:

@@ -44,6 +44,7 @@ from modeldeploy.api.status import (
     HistoryEntry,
     MeasurementStatus,
     Outcome,
+    Previous,
     RegistryWrite,
     Release,
     ReleaseState,
@@ -97,6 +98,8 @@ class Working:
     #: Registry write-backs owed (status.registryWrites), and what to write them for.
     writes: list[RegistryWrite] = field(default_factory=list)
     write_spec: WriteBack | None = None
+    #: The version the stable one replaced (what a rollback returns to).
+    previous: Previous | None = None
     #: (namespace, name, cluster) written with each outcome, and the registered model.
     origin: tuple[str, str, str] = ("", "", "")
     model: str = ""
@@ -589,6 +592,9 @@ def promote(w: Working, ts: str) -> None:
                     previous=w.stable.version if w.stable is not None else None,
                     summary=summary(rel)))
     info = canary.model_dump(include={"version", "runId", "source", "modelUri"})
+    if w.stable is not None:
+        w.previous = Previous(**w.stable.model_dump(include=set(VersionInfo.model_fields)),
+                              replacedAt=ts)
     w.stable = Stable(**info, since=ts)
     w.canary, w.rollout, w.promoted = None, None, True
 

@@ -23,9 +23,11 @@ from modeldeploy.api.status import (
     Canary,
     Condition,
     ConditionType,
+    Health,
     HistoryEntry,
     ModelDeploymentStatus,
     Phase,
+    Previous,
     ReleaseState,
     Request,
     Resolved,
@@ -239,6 +241,33 @@ def _not_yet(spec: ModelDeploymentSpec) -> str | None:
         return (f"spec.rollout.strategy {rollout.strategy.value} is not acted on yet: a new "
                 "version replaces the old one in a rolling switch")
     return None
+
+
+def serving_conditions(obs: Observed, spec: ModelDeploymentSpec, conditions: list[Condition],
+                       now: dt.datetime, *, health: Health | None,
+                       previous: Previous | None) -> list[Condition]:
+    """``conditions`` with Healthy (only with spec.healthCheck) and RollbackReady set."""
+    conds = _Conditions(obs, now)
+    conds.items = [c for c in conditions
+                   if c.type != ConditionType.HEALTHY.value or spec.healthCheck is not None]
+    if spec.healthCheck is not None:
+        if health is None or health.result == "Unknown":
+            conds.set(ConditionType.HEALTHY, None, "NotProbedYet",
+                      health.message if health is not None else "")
+        else:
+            ok = health.result == "Healthy"
+            conds.set(ConditionType.HEALTHY, ok, "ProbeSucceeded" if ok else "ProbeFailed",
+                      f"version {health.version}: {health.message}")
+    if previous is None:
+        conds.set(ConditionType.ROLLBACK_READY, False, "NoPreviousVersion",
+                  "no earlier version has served here: there is nothing to roll back to")
+    elif previous.ready is None:
+        conds.set(ConditionType.ROLLBACK_READY, None, "NotCheckedYet",
+                  f"version {previous.version} is checked in the registry shortly")
+    else:
+        conds.set(ConditionType.ROLLBACK_READY, previous.ready, previous.reason or "",
+                  previous.message or "")
+    return conds.ordered()
 
 
 def _registry_condition(conds: _Conditions, res: Resolution) -> None:

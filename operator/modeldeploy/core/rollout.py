@@ -32,9 +32,11 @@ from typing import Any
 from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
 from modeldeploy.api.status import (
     Canary,
+    Health,
     HistoryEntry,
     ModelDeploymentStatus,
     Outcome,
+    Previous,
     RegistryWrite,
     ReleaseState,
     Rolling,
@@ -43,7 +45,7 @@ from modeldeploy.api.status import (
     Stable,
     VersionInfo,
 )
-from modeldeploy.core import durations, gating, release, render, report, templates
+from modeldeploy.core import durations, gating, health, release, render, report, templates
 from modeldeploy.core.conditions import timestamp
 from modeldeploy.core.release import Working
 from modeldeploy.core.world import (
@@ -52,6 +54,7 @@ from modeldeploy.core.world import (
     MeasurementRequest,
     Observed,
     Plan,
+    ProbeRequest,
     RegistryOutcome,
     ResolvedVersion,
     Split,
@@ -76,7 +79,8 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
     w = Working(stable=st.stable, canary=st.canary, rollout=_rollout_of(st),
                 history=list(st.history), last_request=st.lastRequest,
                 writes=list(st.registryWrites or ()), write_spec=spec.model.writeBack,
-                origin=(obs.namespace, obs.name, obs.cluster), model=spec.model.name)
+                origin=(obs.namespace, obs.name, obs.cluster), model=spec.model.name,
+                previous=st.previous)
     _written(w, obs, now)
     router = router_for(spec)
     owner = render.Owner(obs.name, obs.namespace, obs.uid)
@@ -130,11 +134,41 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
         # reason) would say it again. Other transitions still speak.
         transitions = [e for e in transitions if e.reason != w.release.reason]
     events = w.events + transitions
-    next_status = next_status.model_copy(update={"registryWrites": w.writes or None})
+    health_now, previous, probe = _serving_checks(obs, spec, w, now, events)
+    next_status = next_status.model_copy(update={
+        "registryWrites": w.writes or None, "health": health_now, "previous": previous,
+        "conditions": report.serving_conditions(obs, spec, next_status.conditions, now,
+                                                health=health_now, previous=previous)})
+    wake = _wake_at(obs, spec, w, now)
+    due = health.next_due(spec, health_now, previous, w.stable,
+                          now if probe is not None and probe.previous is not None
+                          else obs.rollback_checked_at)
+    if due is not None:
+        wake = min(wake, max(due, now)) if wake is not None else max(due, now)
     return Plan(status=next_status, apply=apply, delete=delete,
                 traffic=_split(spec, w, router, obs), measure=tuple(w.measure),
-                gates=w.gates, write_back=_writes_due(obs, now),
-                events=tuple(events), wake_at=_wake_at(obs, spec, w, now))
+                gates=w.gates, write_back=_writes_due(obs, now), probe=probe,
+                events=tuple(events), wake_at=wake)
+
+
+def _serving_checks(obs: Observed, spec: ModelDeploymentSpec, w: Working, now: dt.datetime,
+                    events: list[Event]) -> tuple[Health | None, Previous | None,
+                                                  ProbeRequest | None]:
+    """Health probes of the serving version and the rollback-readiness check: their answers
+    folded in (second decide), or the next round asked for (first decide)."""
+    st = obs.status
+    health_now = st.health if spec.healthCheck is not None else None
+    previous = w.previous
+    if obs.probe_answers is not None:
+        out = health.record(spec, obs.probe_answers, health=health_now, previous=previous,
+                            now=now)
+        events += out.events
+        return out.health, out.previous, None
+    probe = None if w.stable is None else health.request(
+        spec, stable=w.stable, previous=previous, now=now, health=health_now,
+        service=render.child_name(obs.name, w.stable.version),
+        checked_at=obs.rollback_checked_at)
+    return health_now, previous, probe
 
 
 # --- registry write-back --------------------------------------------------------------------

@@ -188,6 +188,8 @@ class VersionDetails:
     exists: bool = True
     #: Its run still exists (False: no run, or the run was deleted).
     run_found: bool = True
+    #: Its MLmodel could be read (False: the artifacts are gone; None: not checkable here).
+    artifacts_found: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,26 @@ class GateAnswers:
 
 
 @dataclass(frozen=True)
+class ProbeRequest:
+    """Probe the serving version (its input example to its Service), and check that the
+    previous version can still be rolled back to."""
+
+    stable: ResolvedVersion | None = None
+    smoke: SmokeRequest | None = None
+    previous: ResolvedVersion | None = None
+
+
+@dataclass(frozen=True)
+class ProbeAnswers:
+    request: ProbeRequest
+    stable: VersionDetails | None = None
+    smoke: SmokeResult | None = None
+    previous: VersionDetails | None = None
+    #: Why the registry could not be read.
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class WriteResult:
     """How one owed registry write went (None: accepted)."""
 
@@ -290,6 +312,11 @@ class Observed:
     write_results: tuple[WriteResult, ...] = ()
     #: The cluster's name, written with outcomes to the registry (MODELDEPLOY_CLUSTER_NAME).
     cluster: str = ""
+    #: Answers to the previous plan's probe request (second decide of a reconcile).
+    probe_answers: ProbeAnswers | None = None
+    #: When this operator last checked that the previous version can be rolled back to
+    #: (memory: an unchanged answer is no status write; after a restart it is checked again).
+    rollback_checked_at: dt.datetime | None = None
 
     def deployment(self, version: str) -> Child | None:
         return next((c for c in self.children
@@ -318,6 +345,8 @@ class Plan:
     gates: GateRequest | None = None
     #: Owed registry writes that are due (already stored in status).
     write_back: tuple[RegistryWrite, ...] = ()
+    #: A health probe of the serving version and a rollback-readiness check that are due.
+    probe: ProbeRequest | None = None
     events: tuple[Event, ...] = ()
     #: When to look again even if nothing changes (None: only on change).
     wake_at: dt.datetime | None = None
