@@ -249,3 +249,97 @@ def test_a_first_version_is_gated_too() -> None:
     w.tick()
     assert w.status.stable is not None and w.status.stable.version == "1"
     assert w.status.phase is Phase.STABLE
+
+
+# --- after promotion: bake window, fast-tracked return, fixForward --------------------------
+
+ERRORS = {"name": "errors", "query": "sum(errors)", "max": 0.05}
+
+
+def baking_world(**rollout: Any) -> World:
+    from modeldeploy.core.analysis import QueryResult
+
+    w = World(spec={"model": {"name": "fraud-scorer", "alias": "champion"},
+                    "serving": {"replicas": 2}, "traffic": GATEWAY,
+                    "rollout": {"strategy": "canary", "steps": [{"weight": 50}],
+                                "analysis": {"interval": "2s", "metrics": [ERRORS]},
+                                **rollout}})
+    w.answers["errors"] = QueryResult(value=0.0, series=1)
+    for _ in range(3):
+        w.tick()
+        w.available.add("1")
+    w.registry = resolved("2")
+    w.tick()
+    w.available.add("2")
+    for _ in range(20):
+        w.tick()
+        if w.status.stable is not None and w.status.stable.version == "2":
+            break
+    assert w.status.stable.version == "2", w.status.message
+    return w
+
+
+def test_a_breach_in_the_bake_window_switches_straight_back_without_new_pods() -> None:
+    from modeldeploy.core.analysis import QueryResult
+
+    w = baking_world(bakeWindow="1m")
+    assert release(w).state is ReleaseState.BAKING and release(w).previous.version == "1"
+    assert w.weights() == {"2": 100}
+    assert ("Deployment", "scorer-v1") in w.children, "the previous version stays up"
+    uid = w.child("Deployment", "scorer-v1").uid
+    w.tick(2)
+    assert release(w).state is ReleaseState.BAKING
+    w.answers["errors"] = QueryResult(value=0.5, series=1)
+    applied_before = len(w.plans)
+    for _ in range(3):
+        w.tick(1)
+        if w.status.stable.version == "1":
+            break
+    assert w.status.stable.version == "1" and w.weights() == {"1": 100}
+    assert w.child("Deployment", "scorer-v1").uid == uid, "the same pods serve again"
+    switch = next(p for p in w.plans[applied_before:] if "RolledBack" in reasons(p))
+    assert not any(m["kind"] == "Deployment" for m in switch.apply), "no new pods"
+    rel = release(w)
+    assert rel.state is ReleaseState.ABORTED and rel.reason == "BakeFailed"
+    assert w.status.history[0].outcome is Outcome.ROLLED_BACK
+    assert "errors 0.5 > max 0.05" in w.status.history[0].reason
+
+
+def test_the_bake_window_ends_and_the_previous_version_goes() -> None:
+    w = baking_world(bakeWindow="10s")
+    for _ in range(12):
+        w.tick(1)
+    assert w.status.rollout is None and w.versions() == {"2"}
+    assert "Baked" in [r for p in w.plans for r in reasons(p)]
+
+
+def test_pinning_a_recent_stable_version_returns_to_it_fast_tracked() -> None:
+    w = baking_world()
+    assert w.status.previous is not None and w.status.previous.version == "1"
+    w.registry = resolved("1")
+    w.tick()
+    assert release(w).fastTrack
+    assert release(w).state in (ReleaseState.STARTING, ReleaseState.PROMOTING)
+    w.available.add("1")
+    seen = set()
+    for _ in range(6):
+        w.tick()
+        seen.add(w.weights().get("1", 0))
+    assert w.status.stable.version == "1"
+    assert 50 not in seen, "no canary steps on the way back"
+
+
+def test_fix_forward_skips_comparisons_with_the_broken_stable_version() -> None:
+    w = gated_world({"smokeTest": {}, "signature": {},
+                     "registryMetrics": [{"name": "rmse", "direction": "lower"}]})
+    w.spec["rollout"]["fixForward"] = True
+    broken = dict(SIGNATURE, inputs='[{"type": "string", "name": "x", "required": true}]')
+    move_to_v2(w, details(metrics={"rmse": 0.9}, signature=broken))
+    assert gate(w, "Signature").result is GateResult.SKIPPED
+    assert gate(w, "RegistryMetrics").reason == "FixForward"
+    assert release(w).state is ReleaseState.STARTING
+    w.smoke["2"] = SmokeResult(False, "http://svc", (Attempt(500, 0.01, "HTTP 500"),))
+    w.available.add("2")
+    w.tick()
+    w.tick()
+    assert gate(w, "SmokeTest").result is GateResult.FAILED, "the smoke test still runs"

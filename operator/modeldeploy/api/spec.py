@@ -563,6 +563,18 @@ class Rollout(_Model):
     blueGreen: BlueGreen | None = Field(default=None, description="Blue-green settings.")
     gates: Gates | None = Field(default=None, description="Checks before any traffic moves.")
     analysis: Analysis | None = Field(default=None, description="Metric analysis during steps.")
+    bakeWindow: Duration | None = Field(default=None, description=(
+        "After a promotion, keep measuring the new stable version this long with the previous "
+        "version still up: a Failed measurement switches traffic straight back to it (no new "
+        "pods). Needs traffic.router gatewayAPI or istio."))
+    fastTrackWindow: Duration = Field(default="24h", description=(
+        "A version that served as stable here within this window returns fast-tracked (e.g. "
+        "pinning spec.model.version back to it): no steps; gates run and are recorded, and "
+        "only the smoke test can stop it."))
+    fixForward: bool = Field(default=False, description=(
+        "Emergency: the stable version is broken, so skip every comparison with it (registry "
+        "metrics, signature, maxIncrease analysis); the smoke test and absolute analysis "
+        "bounds still apply."))
 
     @model_validator(mode="after")
     def _increasing(self) -> Self:
@@ -591,7 +603,14 @@ REPLICAS_AUTOSCALING_RULE = (
     "would change: use traffic.router gatewayAPI or istio, or drop serving.autoscaling")
 
 
-@rules(Rule("!(has(self.rollout) && (!has(self.rollout.strategy) || "
+BAKE_ROUTER_RULE = ("rollout.bakeWindow switches traffic back by route weights: use "
+                    "traffic.router gatewayAPI or istio")
+
+
+@rules(Rule("!(has(self.rollout) && has(self.rollout.bakeWindow) && (!has(self.traffic) || "
+            "!has(self.traffic.router) || self.traffic.router == 'replicas'))",
+            BAKE_ROUTER_RULE, field_path=".rollout.bakeWindow"),
+       Rule("!(has(self.rollout) && (!has(self.rollout.strategy) || "
             "self.rollout.strategy == 'canary') && (!has(self.traffic) || "
             "!has(self.traffic.router) || self.traffic.router == 'replicas') && "
             "has(self.serving) && has(self.serving.autoscaling))",
@@ -614,6 +633,9 @@ class ModelDeploymentSpec(_Model):
         if self.rollout is not None and self.rollout.strategy is Strategy.CANARY and \
                 router is Router.REPLICAS and self.serving.autoscaling is not None:
             raise ValueError(REPLICAS_AUTOSCALING_RULE)
+        if self.rollout is not None and self.rollout.bakeWindow is not None and \
+                router is Router.REPLICAS:
+            raise ValueError(BAKE_ROUTER_RULE)
         return self
 
 

@@ -125,6 +125,7 @@ class ReleaseState(StrEnum):
     ROLLING_BACK = "RollingBack"  # traffic returns to the stable version, then it scales down
     ABORTED = "Aborted"  # rolled back; not deployed again while the selector points at it
     SWITCHED = "Switched"  # blue-green: traffic switched; the old version stays up a while
+    BAKING = "Baking"  # promoted; still analysed, the previous version up to switch back to
 
 
 class MeasurementStatus(_Status):
@@ -200,7 +201,8 @@ class Release(_Status):
 
     version: str = Field(description="The version being released.")
     state: ReleaseState = Field(description=(
-        "Gating, Starting, Stepping, Paused, Promoting, RollingBack, Aborted or Switched."))
+        "Gating, Starting, Stepping, Paused, Promoting, RollingBack, Aborted, Switched or "
+        "Baking."))
     step: int = Field(default=0, description="Index of the current canary step.")
     weight: int = Field(default=0, description=(
         "Percent of traffic the new version has, read back from the live route."))
@@ -218,8 +220,13 @@ class Release(_Status):
     switchedAt: str | None = Field(default=None, description=(
         "Blue-green: when traffic switched (the old version scales down scaleDownDelay later)."))
     previous: VersionInfo | None = Field(default=None, description=(
-        "Blue-green: the version that served before the switch, kept up until scaleDownDelay "
-        "has passed (an abort meanwhile switches back to it at once)."))
+        "The version that served before the switch (blue-green) or the promotion (bake "
+        "window), kept up until scaleDownDelay or bakeWindow has passed (an abort or a "
+        "failed measurement meanwhile switches back to it at once)."))
+    bakeEndsAt: str | None = Field(default=None, description=(
+        "When the bake window ends (spec.rollout.bakeWindow)."))
+    fastTrack: bool | None = Field(default=None, description=(
+        "The version served as stable here within fastTrackWindow: it skips the steps."))
     reason: str | None = Field(default=None, description=(
         "Why it rolled back: AnalysisFailed, AnalysisInconclusive, AnalysisErrors, "
         "ProgressDeadlineExceeded or Aborted (a request)."))

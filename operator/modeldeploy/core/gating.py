@@ -176,6 +176,24 @@ def _metrics(spec: Gates, candidate: VersionDetails, stable: VersionDetails | No
                       message=text, checks=checks, at=ts, startedAt=ts)
 
 
+def not_blocking(entry: GateStatus, why: str) -> GateStatus:
+    """A comparison with the stable version that must not stop this release: a fast-tracked
+    return to a recent stable version (recorded, Warned when it would have blocked), or
+    fixForward (the stable version is broken: Skipped)."""
+    if entry.gate not in (SIGNATURE, METRICS):
+        return entry
+    if why == "FixForward":
+        return entry.model_copy(update={
+            "result": GateResult.SKIPPED, "reason": why, "checks": [],
+            "message": "fixForward: no comparison with the (broken) stable version"})
+    if entry.result in (GateResult.FAILED, GateResult.WAITING):
+        return entry.model_copy(update={
+            "result": GateResult.WARNED, "reason": why,
+            "message": f"{entry.message} (not blocking: a fast-tracked return to a recent "
+                       "stable version)"[:1000]})
+    return entry
+
+
 def _num(value: float | None) -> str | None:
     return None if value is None else f"{value:g}"
 

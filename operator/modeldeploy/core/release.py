@@ -140,12 +140,15 @@ def progressive(rollout: Rollout | None) -> bool:
     return rollout is not None and rollout.strategy in (Strategy.CANARY, Strategy.BLUE_GREEN)
 
 
-def start(w: Working, rollout: Rollout, *, version: str, ts: str) -> None:
-    """A new release of ``version`` (already w.canary): Starting, no traffic."""
+def start(w: Working, rollout: Rollout, *, version: str, ts: str,
+          fast_track: bool = False) -> None:
+    """A new release of ``version`` (already w.canary): Gating or Starting, no traffic. A
+    fast-tracked one (it served as stable here recently) will skip the steps."""
     kind = RolloutType.CANARY if rollout.strategy is Strategy.CANARY else RolloutType.BLUE_GREEN
     gated = bool(gating.registry_gates(rollout.gates))
     w.rollout = state_of(kind, Release(version=version, state=S.GATING if gated else S.STARTING,
                                        startedAt=ts, notReadySince=None if gated else ts,
+                                       fastTrack=fast_track or None,
                                        analysis=AnalysisStatus() if rollout.analysis else None))
 
 
@@ -225,6 +228,9 @@ def wanted_weight(rollout: Rollout, release: Release, *, candidate_ready: bool) 
 def advance(w: Working, f: Facts) -> None:
     """At most one transition of the release in ``w``."""
     release = w.release
+    if release is not None and release.previous is not None and \
+            release.state in (S.SWITCHED, S.BAKING):
+        w.keep.add(release.previous.version)  # whatever else happens in this call
     if f.request is not None and (w.last_request is None or w.last_request.value != f.request):
         _handle_request(w, f, f.request)
         return
@@ -243,7 +249,7 @@ def advance(w: Working, f: Facts) -> None:
     before = w.rollout
     handler = {S.GATING: _gating, S.STARTING: _starting, S.STEPPING: _stepping,
                S.PROMOTING: _promoting, S.ROLLING_BACK: _rolling_back,
-               S.SWITCHED: _switched}.get(release.state)
+               S.SWITCHED: _switched, S.BAKING: _baking}.get(release.state)
     if handler is not None:
         handler(w, f, release)
     # Measure only a release that stays where it is: a transition's new weight or state is
@@ -312,6 +318,9 @@ def _gating(w: Working, f: Facts, release: Release) -> None:
     new = gating.judge_registry(spec, answers.candidate, answers.stable,
                                 stable_version=f.stable.version if f.stable else None, ts=f.ts)
     new = [_keep_approval(judged.get(g.gate), g) for g in new]
+    if release.fastTrack or f.rollout.fixForward:
+        new = [gating.not_blocking(g, "FixForward" if f.rollout.fixForward else "FastTrack")
+               for g in new]
     for g in new:
         old = judged.get(g.gate)
         if old is None or (old.result, old.reason) != (g.result, g.reason):
@@ -393,6 +402,17 @@ def _starting(w: Working, f: Facts, release: Release) -> None:
             return
     if w.stable is None:
         promote(w, f.ts)  # a first version: nothing to shift traffic from
+        return
+    if release.fastTrack:
+        # It served as stable here recently: no steps, all traffic once it is Ready.
+        if f.rollout.strategy is Strategy.BLUE_GREEN:
+            _switch(w, f, release)
+            return
+        w.set_release(release.model_copy(update={"state": S.PROMOTING, "stepStartedAt": None,
+                                                 "stepEndsAt": None}))
+        w.events.append(Event("Normal", "Promoting", f"version {release.version} served as "
+                              f"stable within {f.rollout.fastTrackWindow}: fast-tracked, no "
+                              "steps"))
         return
     w.set_release(release.model_copy(update={"state": S.STEPPING, "step": 0,
                                              "stepStartedAt": None, "stepEndsAt": None}))
@@ -529,7 +549,45 @@ def _promoting(w: Working, f: Facts, release: Release) -> None:
     if not f.candidate_ready or not f.in_place(100):
         w.wake.append(f.now + dt.timedelta(seconds=CONFIRM_REQUEUE))
         return
+    previous = w.stable
     promote(w, f.ts)
+    _bake(w, f, release, previous)
+
+
+def _bake(w: Working, f: Facts, release: Release, previous: Stable | None) -> bool:
+    """After a promotion with spec.rollout.bakeWindow: keep analysing the new stable version,
+    with the previous one still up. False when there is no window (or nothing to go back to)."""
+    window = f.rollout.bakeWindow
+    if not window or previous is None:
+        return False
+    info = VersionInfo(**previous.model_dump(include=set(VersionInfo.model_fields)))
+    fresh = None
+    if f.rollout.analysis is not None and f.rollout.analysis.metrics:
+        fresh = AnalysisStatus(nextAt=_later(f.now, durations.parse(
+            f.rollout.analysis.interval)))
+    kind = w.rollout.type if w.rollout is not None else (
+        RolloutType.CANARY if f.rollout.strategy is Strategy.CANARY else RolloutType.BLUE_GREEN)
+    w.rollout = state_of(kind, release.model_copy(update={
+        "state": S.BAKING, "switchedAt": f.ts, "weight": 100, "previous": info,
+        "bakeEndsAt": _later(f.now, durations.parse(window)), "stepStartedAt": f.ts,
+        "stepEndsAt": None, "pausedBy": None, "analysis": fresh}))
+    w.keep.add(previous.version)
+    w.events.append(Event("Normal", "Baking", f"version {release.version} bakes for {window}; "
+                                              f"version {previous.version} stays up to switch "
+                                              "back to at once"))
+    return True
+
+
+def _baking(w: Working, f: Facts, release: Release) -> None:
+    ends = _at(release.bakeEndsAt) or f.now
+    if f.now < ends:
+        if release.previous is not None:
+            w.keep.add(release.previous.version)
+        w.wake.append(ends)
+        return
+    w.rollout = None  # the previous version's children go with this plan
+    w.events.append(Event("Normal", "Baked", f"version {release.version} passed its bake "
+                                             f"window ({f.rollout.bakeWindow or 'removed'})"))
 
 
 def _rolling_back(w: Working, f: Facts, release: Release) -> None:
@@ -605,7 +663,7 @@ def _switch(w: Working, f: Facts, release: Release) -> None:
     previous = w.stable
     promote(w, f.ts)
     w.promoted = previous is None
-    if previous is None:
+    if previous is None or _bake(w, f, release, previous):
         return
     info = VersionInfo(**previous.model_dump(include=set(VersionInfo.model_fields)))
     w.rollout = RolloutState(type=RolloutType.BLUE_GREEN, blueGreen=release.model_copy(update={
@@ -614,25 +672,30 @@ def _switch(w: Working, f: Facts, release: Release) -> None:
     w.keep.add(previous.version)
 
 
-def _switch_back(w: Working, f: Facts, release: Release) -> str:
-    """Blue-green abort within the window: the previous version, still up, serves again at
-    once; the switched-to version is rejected like a rolled-back canary."""
+def _switch_back(w: Working, f: Facts, release: Release, *, reason: str = "Aborted",
+                 why: str = "abort request after the switch") -> str:
+    """Within the blue-green window or the bake window: the previous version, still up,
+    serves again at once (no new pods); the switched-to version is rejected like a
+    rolled-back canary."""
     previous = release.previous
     if previous is None or w.stable is None:
         return "nothing to switch back to"
     rejected = w.stable.version
     w.history.insert(0, HistoryEntry(version=rejected, outcome=Outcome.ROLLED_BACK,
-                                     reason="abort request after the switch", at=f.ts))
+                                     reason=why, at=f.ts))
     w.stable = Stable(**previous.model_dump(), since=f.ts)
+    w.previous = None  # the rejected version is no rollback target
     w.canary = None
     w.set_release(release.model_copy(update={
-        "version": rejected, "state": S.ABORTED, "reason": "Aborted", "weight": 0,
-        "switchedAt": None, "message": f"switched back to version {previous.version}",
+        "version": rejected, "state": S.ABORTED, "reason": reason, "weight": 0,
+        "switchedAt": None, "bakeEndsAt": None,
+        "message": f"{why}; switched back to version {previous.version}"[:512],
         "previous": None}))
     w.events.append(Event("Warning", "RolledBack", f"switched back from version {rejected} to "
-                                                   f"version {previous.version}"))
+                                                   f"version {previous.version}: {why}"[:1000]))
     w.owe(w.outcome(rejected, promoted=False, at=f.ts,
-                    reason=f"Aborted: switched back to version {previous.version}"))
+                    reason=f"{reason}: {why}; switched back to version {previous.version}",
+                    summary=summary(release)))
     return f"switched back to version {previous.version}"
 
 
@@ -676,7 +739,7 @@ def _measurements_due(w: Working, f: Facts) -> bool:
     spec = f.rollout.analysis
     if release is None or spec is None or not spec.metrics or release.analysis is None:
         return False
-    if release.state not in (S.STEPPING, S.PAUSED) or release.stepStartedAt is None:
+    if release.state not in (S.STEPPING, S.PAUSED, S.BAKING) or release.stepStartedAt is None:
         return False
     due = _at(release.analysis.nextAt)
     return due is not None and f.now >= due
@@ -690,7 +753,7 @@ def _schedule_measurements(w: Working, f: Facts, *, now_allowed: bool) -> None:
         w.measure = list(f.requests)
         return
     due = _at(release.analysis.nextAt)
-    if due is not None and release.state in (S.STEPPING, S.PAUSED):
+    if due is not None and release.state in (S.STEPPING, S.PAUSED, S.BAKING):
         w.wake.append(max(due, f.now + dt.timedelta(seconds=CONFIRM_REQUEUE)))
 
 
@@ -737,6 +800,12 @@ def _record(w: Working, f: Facts, release: Release) -> None:
     w.events.append(Event("Normal" if worst == "Successful" else "Warning",
                           f"Analysis{worst}", summary[:1000]))
     values = "; ".join(r.message for r in results)
+    if release.state is S.BAKING:
+        # A promoted version goes back on evidence of harm only, never on missing data.
+        if outcome is analysis.Outcome.ABORT_FAILED:
+            _switch_back(w, f, release, reason="BakeFailed",
+                         why=f"failed in its bake window: {values}")
+        return
     if outcome is analysis.Outcome.ABORT_FAILED:
         _roll_back(w, f, release, "AnalysisFailed", values)
     elif outcome is analysis.Outcome.ABORT_ERRORS:
@@ -785,9 +854,9 @@ def _apply_request(w: Working, f: Facts, action: str, release: Release | None) -
                                          reason="retry request", at=f.ts))
         w.rollout = None  # decide() starts the version again from Starting
         return f"version {release.version} is released again"
-    if action == "abort" and release is not None and state is S.SWITCHED:
+    if action == "abort" and release is not None and state in (S.SWITCHED, S.BAKING):
         return _switch_back(w, f, release)
-    if release is None or state in (S.ABORTED, S.ROLLING_BACK, S.SWITCHED):
+    if release is None or state in (S.ABORTED, S.ROLLING_BACK, S.SWITCHED, S.BAKING):
         return f"no release in progress to {action}"
     if action == "abort" and state is S.GATING:
         _abort(w, f, release.model_copy(update={"reason": "Aborted",

@@ -201,6 +201,11 @@ def _release_view(rollout: RolloutState | None, spec: ModelDeploymentSpec,
                               f"{rel.weight}%{live}", stable)
         return _ReleaseView(Phase.ROLLING_BACK, text, progressing=("RollingBack", text),
                             degraded=(rel.reason or "RollingBack", text))
+    if rel.state is ReleaseState.BAKING:
+        previous = rel.previous.version if rel.previous else "?"
+        text = (f"version {v} serves all traffic and bakes until {rel.bakeEndsAt}; version "
+                f"{previous} stays up to switch back to at once")
+        return _ReleaseView(Phase.PROGRESSING, text, progressing=("Baking", text))
     if rel.state is ReleaseState.SWITCHED:
         previous = rel.previous.version if rel.previous else "?"
         text = (f"switched to version {v}; version {previous} stays up until "

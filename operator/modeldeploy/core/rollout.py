@@ -96,14 +96,14 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
     res = obs.registry
     desired_version = res.version if res.outcome is RegistryOutcome.OK else None
     if desired_version is not None:
-        _follow(w, spec, desired_version, ts)
+        _follow(w, spec, desired_version, ts, now)
 
     new_request = obs.request is not None and obs.request != (
         st.lastRequest.value if st.lastRequest else None)
     if w.release is not None or new_request:
         release.advance(w, _facts(obs, spec, owner, router, w, now, desired_version))
         if desired_version is not None:
-            _follow(w, spec, desired_version, ts)  # a retry starts the version again
+            _follow(w, spec, desired_version, ts, now)  # a retry starts it again
     elif w.canary is not None and obs.apply_failure is None and \
             _serving(obs, spec, w.canary.version, _children(obs, spec, owner, router, w)):
         # A rolling switch: promote once every desired replica is Ready. This plan moves
@@ -128,7 +128,7 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
                                 last_request=w.last_request,
                                 traffic=router.describe(live) if live is not None else None)
     transitions = report.transition_events(st.conditions, next_status.conditions)
-    if w.release is not None and any(e.reason in (release.ROLLING_BACK_EVENT, "Rejected")
+    if w.release is not None and any(e.reason in (release.ROLLING_BACK_EVENT, "Rejected", "RolledBack")
                                      for e in w.events):
         # The rollback's own event says why; the Degraded condition it sets (with the same
         # reason) would say it again. Other transitions still speak.
@@ -235,7 +235,7 @@ def _rollout_of(st: ModelDeploymentStatus) -> RolloutState | None:
     if st.rollout is not None:
         member = st.rollout.release
         if member is not None and st.canary is None and member.state in (
-                ReleaseState.ABORTED, ReleaseState.SWITCHED):
+                ReleaseState.ABORTED, ReleaseState.SWITCHED, ReleaseState.BAKING):
             return st.rollout
         if st.canary is not None and (
                 (member is not None and member.version == st.canary.version) or
@@ -267,8 +267,24 @@ def _rolling(version: str, ts: str | None) -> RolloutState:
     return RolloutState(type=RolloutType.ROLLING, rolling=Rolling(version=version, startedAt=ts))
 
 
+def _recent_stable(w: Working, spec: ModelDeploymentSpec, desired: ResolvedVersion,
+                   now: dt.datetime) -> bool:
+    """``desired`` served as stable here within spec.rollout.fastTrackWindow."""
+    if spec.rollout is None:
+        return False
+    if w.previous is not None and _same(w.previous, desired):
+        return True
+    since = now - dt.timedelta(seconds=durations.parse(spec.rollout.fastTrackWindow))
+    for h in w.history:
+        at = release._at(h.at)
+        if h.version == desired.version and at is not None and at >= since and \
+                h.outcome in (Outcome.PROMOTED, Outcome.REPLACED):
+            return True
+    return False
+
+
 def _follow(w: Working, spec: ModelDeploymentSpec, desired: ResolvedVersion,
-            ts: str) -> None:
+            ts: str, now: dt.datetime) -> None:
     """Follow the registry's answer: update in place, abandon, or start a release."""
     if w.stable is not None and w.stable.version == desired.version and \
             not _same(w.stable, desired):
@@ -298,7 +314,9 @@ def _follow(w: Working, spec: ModelDeploymentSpec, desired: ResolvedVersion,
         w.canary = Canary(**_fields(desired), weight=0)
         if release.progressive(spec.rollout) and (w.stable is not None or _gated(spec)):
             assert spec.rollout is not None
-            release.start(w, spec.rollout, version=desired.version, ts=ts)
+            release.start(w, spec.rollout, version=desired.version, ts=ts,
+                          fast_track=w.stable is not None and
+                          _recent_stable(w, spec, desired, now))
         else:
             w.rollout = _rolling(desired.version, ts)
         w.events.append(Event("Normal", "NewVersion",
@@ -352,15 +370,21 @@ def _measurement_requests(obs: Observed, spec: ModelDeploymentSpec,
                           w: Working) -> tuple[MeasurementRequest, ...]:
     """Every analysis metric's queries for the new version (and the stable one, for a
     relative threshold), rendered for this object."""
-    rollout = spec.rollout
-    if rollout is None or rollout.analysis is None or w.canary is None:
+    rollout, rel = spec.rollout, w.release
+    baking = rel is not None and rel.state is ReleaseState.BAKING
+    version = w.canary.version if w.canary is not None else (rel.version if baking and rel
+                                                             else None)
+    if rollout is None or rollout.analysis is None or version is None:
         return ()
     analysis = rollout.analysis
     interval = templates.prometheus_duration(durations.parse(analysis.interval))
+    # Baking: the previous version has no traffic to compare with; fixForward: the stable
+    # version is broken. Either way, only absolute bounds are judged.
+    compare = not baking and not rollout.fixForward and w.stable is not None
     variables = templates.measurement_variables(
         namespace=obs.namespace, name=render.label_value(obs.name),
-        model=render.label_value(spec.model.name), version=w.canary.version,
-        stable_version=w.stable.version if w.stable else None, interval=interval)
+        model=render.label_value(spec.model.name), version=version,
+        stable_version=w.stable.version if compare and w.stable else None, interval=interval)
     out = []
     for metric in analysis.metrics:
         template = templates.TEMPLATES.get(metric.template) if metric.template else None
@@ -369,7 +393,7 @@ def _measurement_requests(obs: Observed, spec: ModelDeploymentSpec,
         try:
             rendered = templates.render_metric(
                 query=query, requests=requests if analysis.minRequests else None,
-                variables=variables, relative=metric.maxIncrease is not None)
+                variables=variables, relative=compare and metric.maxIncrease is not None)
         except ValueError as exc:  # e.g. {{ stableVersion }} without a stable version
             rendered = templates.RenderedMetric(candidate=f"# {exc}", stable=None,
                                                 requests=None)
