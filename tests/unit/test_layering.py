@@ -25,7 +25,7 @@ def imports(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted((PACKAGE / "core").glob("*.py")) +
+@pytest.mark.parametrize("path", sorted((PACKAGE / "core").rglob("*.py")) +
                          sorted((PACKAGE / "api").glob("*.py")),
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_core_and_api_do_no_io(path: Path) -> None:
