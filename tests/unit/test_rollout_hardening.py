@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-import pytest
-
 from modeldeploy.api.status import Phase, RolloutType
 from modeldeploy.core import render
 from modeldeploy.core.world import (
@@ -187,17 +185,6 @@ def test_an_invalid_spec_stalls_and_clears_an_old_unreachable_registry() -> None
     w.tick()
     assert condition(w.status, "RegistryReachable") == ("Unknown", "NotAsked")
     assert condition(w.status, "Stalled") == ("True", "InvalidSpec")
-
-
-@pytest.mark.parametrize("strategy", ["abTest", "shadow"])
-def test_strategies_not_acted_on_yet_say_so(strategy: str) -> None:
-    w = World(spec={"model": {"name": "m", "alias": "a"}, "rollout": {"strategy": strategy}})
-    w.tick()
-    w.available.add("1")
-    w.tick()
-    ready = next(c for c in w.status.conditions if c.type == "Ready")
-    assert ready.status == "True"
-    assert f"spec.rollout.strategy {strategy} is not acted on yet" in ready.message
 
 
 def test_the_plan_carries_the_split_and_the_router_reads_it_back() -> None:

@@ -540,6 +540,46 @@ class BlueGreen(_Model):
         "back is instant."))
 
 
+HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$"
+
+
+@rules(Rule("[has(self.header), has(self.cookie)].filter(x, x).size() == 1",
+            "set exactly one of header and cookie", field_path=".header"))
+class AudienceMatch(_Model):
+    """Who is in the A/B audience: requests carrying this header or cookie value."""
+
+    header: str | None = Field(default=None, pattern=HEADER_NAME, max_length=256,
+                               description="An HTTP header name, e.g. x-user-group.")
+    cookie: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-.]{1,128}$",
+                               max_length=128, description="A cookie name, e.g. ab.")
+    value: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_\-.:/@+=]+$",
+                       description="The exact value that puts a request in the audience.")
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("set exactly one of header and cookie")
+        return self
+
+
+class AbTest(_Model):
+    match: AudienceMatch = Field(description=(
+        "The sticky audience: every request with this header or cookie value goes to the new "
+        "version (one user stays on one version); everyone else stays on the stable one."))
+    duration: Duration = Field(default="10m", description=(
+        "How long the test runs before the new version is promoted (with analysis: and its "
+        "last measurement succeeded)."))
+
+
+class Shadow(_Model):
+    percent: int = Field(default=100, ge=1, le=100, description=(
+        "Percent of requests copied to the new version; users see only the stable version's "
+        "answers."))
+    duration: Duration = Field(default="10m", description=(
+        "How long the new version is shadowed before it is promoted (with analysis: and its "
+        "last measurement on mirrored traffic succeeded)."))
+
+
 STEPS_RULE = "canary step weights must be strictly increasing"
 
 
@@ -549,18 +589,23 @@ STEPS_RULE = "canary step weights must be strictly increasing"
          STEPS_RULE, field_path=".steps"),
     Rule("self.strategy != 'canary' || has(self.steps) && size(self.steps) > 0",
          "strategy canary needs at least one step", field_path=".steps"),
+    Rule("self.strategy != 'abTest' || has(self.abTest)",
+         "strategy abTest needs the abTest section (its audience)", field_path=".abTest"),
 )
 class Rollout(_Model):
     strategy: Strategy = Field(default=Strategy.CANARY, description=(
         "canary: shift traffic step by step. blueGreen: bring the new version up behind a "
-        "preview Service, then switch at once. abTest and shadow are validated, not acted on "
-        "yet."))
+        "preview Service, then switch at once. abTest: route a sticky audience (header or "
+        "cookie) to it, then promote. shadow: mirror requests to it (users see only the "
+        "stable version), then promote."))
     steps: list[Step] | None = Field(default=None, max_length=20, description=(
         "Canary steps; weights strictly increasing within 1..100 (100 is implied at the end)."))
     progressDeadline: Duration = Field(default="10m", description=(
         "How long the new version may take to become Ready; past it the release is rolled "
         "back (ProgressDeadlineExceeded)."))
     blueGreen: BlueGreen | None = Field(default=None, description="Blue-green settings.")
+    abTest: AbTest | None = Field(default=None, description="A/B test settings.")
+    shadow: Shadow | None = Field(default=None, description="Shadow (mirroring) settings.")
     gates: Gates | None = Field(default=None, description="Checks before any traffic moves.")
     analysis: Analysis | None = Field(default=None, description="Metric analysis during steps.")
     bakeWindow: Duration | None = Field(default=None, description=(
@@ -583,6 +628,8 @@ class Rollout(_Model):
             raise ValueError(STEPS_RULE)
         if self.strategy is Strategy.CANARY and not weights:
             raise ValueError("strategy canary needs at least one step")
+        if self.strategy is Strategy.AB_TEST and self.abTest is None:
+            raise ValueError("strategy abTest needs the abTest section (its audience)")
         return self
 
 
@@ -605,11 +652,17 @@ REPLICAS_AUTOSCALING_RULE = (
 
 BAKE_ROUTER_RULE = ("rollout.bakeWindow switches traffic back by route weights: use "
                     "traffic.router gatewayAPI or istio")
+ROUTE_STRATEGY_RULE = ("strategies abTest and shadow need a route object: use traffic.router "
+                       "gatewayAPI or istio")
+_REPLICAS_ROUTER = ("(!has(self.traffic) || !has(self.traffic.router) || "
+                    "self.traffic.router == 'replicas')")
 
 
-@rules(Rule("!(has(self.rollout) && has(self.rollout.bakeWindow) && (!has(self.traffic) || "
-            "!has(self.traffic.router) || self.traffic.router == 'replicas'))",
+@rules(Rule("!(has(self.rollout) && has(self.rollout.bakeWindow) && " + _REPLICAS_ROUTER + ")",
             BAKE_ROUTER_RULE, field_path=".rollout.bakeWindow"),
+       Rule("!(has(self.rollout) && has(self.rollout.strategy) && "
+            "self.rollout.strategy in ['abTest', 'shadow'] && " + _REPLICAS_ROUTER + ")",
+            ROUTE_STRATEGY_RULE, field_path=".rollout.strategy"),
        Rule("!(has(self.rollout) && (!has(self.rollout.strategy) || "
             "self.rollout.strategy == 'canary') && (!has(self.traffic) || "
             "!has(self.traffic.router) || self.traffic.router == 'replicas') && "
@@ -636,6 +689,9 @@ class ModelDeploymentSpec(_Model):
         if self.rollout is not None and self.rollout.bakeWindow is not None and \
                 router is Router.REPLICAS:
             raise ValueError(BAKE_ROUTER_RULE)
+        if self.rollout is not None and router is Router.REPLICAS and \
+                self.rollout.strategy in (Strategy.AB_TEST, Strategy.SHADOW):
+            raise ValueError(ROUTE_STRATEGY_RULE)
         return self
 
 

@@ -103,6 +103,8 @@ class RolloutType(StrEnum):
     ROLLING = "Rolling"  # bring the new version up in full, then move all traffic at once
     CANARY = "Canary"  # shift traffic to the new version step by step, with analysis
     BLUE_GREEN = "BlueGreen"  # new version in full behind a preview Service, then switch
+    AB_TEST = "AbTest"  # a sticky audience on the new version for a while, then promote
+    SHADOW = "Shadow"  # requests mirrored to the new version for a while, then promote
 
 
 class Rolling(_Status):
@@ -243,11 +245,13 @@ class RolloutState(_Status):
     machine and exactly the member of that name is set. A reader that meets a ``type`` it
     does not know refuses it."""
 
-    type: RolloutType = Field(description="Rolling, Canary or BlueGreen.")
+    type: RolloutType = Field(description="Rolling, Canary, BlueGreen, AbTest or Shadow.")
     rolling: Rolling | None = Field(default=None, description="State of a Rolling release.")
     canary: Release | None = Field(default=None, description="State of a Canary release.")
     blueGreen: Release | None = Field(default=None, description=(
         "State of a BlueGreen release."))
+    abTest: Release | None = Field(default=None, description="State of an AbTest release.")
+    shadow: Release | None = Field(default=None, description="State of a Shadow release.")
 
     @model_validator(mode="after")
     def _member_matches_type(self) -> Self:
@@ -259,8 +263,8 @@ class RolloutState(_Status):
 
     @property
     def release(self) -> Release | None:
-        """The canary or blue-green member, whichever is set."""
-        return self.canary or self.blueGreen
+        """The canary, blue-green, A/B or shadow member, whichever is set."""
+        return self.canary or self.blueGreen or self.abTest or self.shadow
 
 
 class Request(_Status):

@@ -31,23 +31,70 @@ def _owns_replicas(meta: dict[str, Any]) -> bool:
     return False
 
 
+def _catch_all(match: dict[str, Any]) -> bool:
+    """A match every request meets: the Gateway API CRD defaults a rule without matches to
+    ``path: {type: PathPrefix, value: /}``; an empty match is one too."""
+    path = match.get("path") or {}
+    rest = {k: v for k, v in match.items() if k != "path" and v}
+    return not rest and (not path or (path.get("type", "PathPrefix") == "PathPrefix"
+                                      and path.get("value", "/") == "/"))
+
+
+def _plain(rule: dict[str, Any], match_key: str) -> bool:
+    return all(_catch_all(m) for m in rule.get(match_key) or [])
+
+
 def _default_rule(rules: list[dict[str, Any]], match_key: str) -> dict[str, Any]:
-    """The rule all other traffic takes: the last one without matches, else the first."""
-    return next((r for r in reversed(rules) if not r.get(match_key)),
+    """The rule all other traffic takes: the last one without real matches, else the first."""
+    return next((r for r in reversed(rules) if _plain(r, match_key)),
                 rules[0] if rules else {})
 
 
-def _backends(kind: str, body: dict[str, Any]) -> tuple[tuple[str, int], ...]:
-    """(backend Service name, weight) of a route's default rule, as the object says."""
+def _matched_rule(rules: list[dict[str, Any]], match_key: str) -> dict[str, Any] | None:
+    """The first rule with real matches (an A/B audience), unless it is the default rule."""
+    default = _default_rule(rules, match_key)
+    return next((r for r in rules if not _plain(r, match_key) and r is not default), None)
+
+
+def _host(destination: dict[str, Any] | None) -> str:
+    return str((destination or {}).get("host", "")).split(".")[0]
+
+
+def _route_view(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """(backend Service name, weight) of a route's default rule, the backend of its A/B rule
+    and its default rule's mirror, as the object says them."""
     spec = body.get("spec") or {}
     if kind == "VirtualService":
-        route = _default_rule(spec.get("http") or [], "match").get("route") or []
-        default = 100 if len(route) == 1 else 0
-        return tuple((str((d.get("destination") or {}).get("host", "")).split(".")[0],
-                      int(d.get("weight", default))) for d in route)
-    rule = _default_rule(spec.get("rules") or [], "matches")
-    return tuple((str(b.get("name")), int(b.get("weight", 1)))
-                 for b in rule.get("backendRefs") or [])
+        rules = spec.get("http") or []
+        default = _default_rule(rules, "match")
+        route = default.get("route") or []
+        weight = 100 if len(route) == 1 else 0
+        matched = _matched_rule(rules, "match")
+        mirror = None
+        if (default.get("mirror") or {}).get("host"):
+            pct = (default.get("mirrorPercentage") or {}).get("value", 100)
+            mirror = (_host(default["mirror"]), round(float(pct)))
+        return {"backends": tuple((_host(d.get("destination")), int(d.get("weight", weight)))
+                                  for d in route),
+                "audience": _host((matched.get("route") or [{}])[0].get("destination"))
+                if matched else None, "mirror": mirror}
+    rules = spec.get("rules") or []
+    default = _default_rule(rules, "matches")
+    matched = _matched_rule(rules, "matches")
+    mirror = None
+    for f in default.get("filters") or []:
+        req = f.get("requestMirror") if f.get("type") == "RequestMirror" else None
+        if req and (req.get("backendRef") or {}).get("name"):
+            frac = req.get("fraction") or {}
+            pct = req.get("percent", 100 * int(frac.get("numerator", 1)) /
+                          max(int(frac.get("denominator", 100) or 100), 1)
+                          if frac else 100)
+            mirror = (str(req["backendRef"]["name"]), round(float(pct)))
+            break
+    return {"backends": tuple((str(b.get("name")), int(b.get("weight", 1)))
+                              for b in default.get("backendRefs") or []),
+            "audience": str((matched.get("backendRefs") or [{}])[0].get("name"))
+            if matched and matched.get("backendRefs") else None, "mirror": mirror}
 
 
 def child_of(kind: str, body: dict[str, Any]) -> Child:
@@ -59,7 +106,7 @@ def child_of(kind: str, body: dict[str, Any]) -> Child:
         "hash": annotations.get(render.ANNOTATION_HASH), "uid": meta.get("uid"),
         "fingerprint": render.fingerprint(kind, body)}
     if kind in ("HTTPRoute", "VirtualService"):
-        return Child(**base, backends=_backends(kind, body))
+        return Child(**base, **_route_view(kind, body))
     if kind != "Deployment":
         return Child(**base)
     spec, status = body.get("spec") or {}, body.get("status") or {}

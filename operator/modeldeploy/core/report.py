@@ -188,6 +188,9 @@ def _release_view(rollout: RolloutState | None, spec: ModelDeploymentSpec,
     steps = spec.rollout.steps or []
     where = (f"step {min(rel.step, len(steps) - 1) + 1}/{len(steps)}, " if steps
              and rollout is not None and rollout.type.value == "Canary" else "")
+    if rollout is not None and rollout.type.value in ("AbTest", "Shadow"):
+        what = "A/B test" if rollout.type.value == "AbTest" else "shadow"
+        where = f"{what} until {rel.stepEndsAt}, " if rel.stepEndsAt else f"{what}, "
     if rel.state is ReleaseState.ABORTED:
         how = "stopped by its gates" if rel.reason in GATE_REASONS else "rolled back"
         why = f"version {v} was {how} ({rel.reason}): {rel.message or ''}"

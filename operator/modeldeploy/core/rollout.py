@@ -27,6 +27,7 @@ they are, and nothing is deleted unless a Ready stable version exists.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
@@ -49,9 +50,11 @@ from modeldeploy.core import durations, gating, health, release, render, report,
 from modeldeploy.core.conditions import timestamp
 from modeldeploy.core.release import Working
 from modeldeploy.core.world import (
+    Audience,
     ChildRef,
     Event,
     MeasurementRequest,
+    Mirror,
     Observed,
     Plan,
     ProbeRequest,
@@ -90,7 +93,7 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
         # switch; a rejection is forgotten.
         w.rollout = _rolling(w.canary.version, ts) if w.canary is not None else None
     elif w.release is not None and spec.rollout is not None and w.rollout is not None and \
-            (w.rollout.type is RolloutType.CANARY) != (spec.rollout.strategy is Strategy.CANARY):
+            w.rollout.type is not release.KINDS[spec.rollout.strategy]:
         w.rollout = _restart(w, spec, ts)
 
     res = obs.registry
@@ -128,8 +131,8 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
                                 last_request=w.last_request,
                                 traffic=router.describe(live) if live is not None else None)
     transitions = report.transition_events(st.conditions, next_status.conditions)
-    if w.release is not None and any(e.reason in (release.ROLLING_BACK_EVENT, "Rejected", "RolledBack")
-                                     for e in w.events):
+    ending = (release.ROLLING_BACK_EVENT, "Rejected", "RolledBack")
+    if w.release is not None and any(e.reason in ending for e in w.events):
         # The rollback's own event says why; the Degraded condition it sets (with the same
         # reason) would say it again. Other transitions still speak.
         transitions = [e for e in transitions if e.reason != w.release.reason]
@@ -351,8 +354,9 @@ def _facts(obs: Observed, spec: ModelDeploymentSpec, owner: render.Owner, router
     def in_place(weight: int) -> bool:
         if candidate is None or stable is None:
             return True
-        wanted = Split.of({stable: 100 - weight, candidate: weight})
-        return router.in_place(owner, obs.children, wanted, stable=stable)
+        # Read when called: the release's state then says whether an audience or a mirror
+        # belongs on the route.
+        return router.in_place(owner, obs.children, _wanted(spec, w, weight), stable=stable)
 
     return release.Facts(
         rollout_spec=spec.rollout, now=now, candidate_ready=ready,
@@ -446,12 +450,32 @@ def _split(spec: ModelDeploymentSpec, w: Working, router: Router, obs: Observed)
         return Split()
     rel, rollout = w.release, spec.rollout
     if w.canary is None or rel is None or rollout is None or \
-            rollout.strategy is not Strategy.CANARY or rel.state is ReleaseState.GATING:
+            rollout.strategy is Strategy.BLUE_GREEN or rel.state is ReleaseState.GATING:
         return Split.all_to(w.stable.version)
     dep = obs.deployment(w.canary.version)
     weight = release.wanted_weight(rollout, rel, candidate_ready=dep is not None and
                                    dep.ready_for(_candidate_target(spec, router, w)))
-    return Split.of({w.stable.version: 100 - weight, w.canary.version: weight})
+    return _wanted(spec, w, weight)
+
+
+def _wanted(spec: ModelDeploymentSpec, w: Working, weight: int) -> Split:
+    """The split with ``weight`` for the new version; during an A/B test also its audience,
+    during a shadow also the mirror (from the moment its steps start until promotion)."""
+    assert w.stable is not None and w.canary is not None
+    split = Split.of({w.stable.version: 100 - weight, w.canary.version: weight})
+    rel, rollout = w.release, spec.rollout
+    if rel is None or rollout is None or rel.state not in (ReleaseState.STEPPING,
+                                                           ReleaseState.PAUSED):
+        return split
+    version = w.canary.version
+    if rollout.strategy is Strategy.AB_TEST and rollout.abTest is not None:
+        m = rollout.abTest.match
+        return replace(split, audience=Audience(version=version, value=m.value,
+                                                header=m.header, cookie=m.cookie))
+    if rollout.strategy is Strategy.SHADOW:
+        percent = rollout.shadow.percent if rollout.shadow is not None else 100
+        return replace(split, mirror=Mirror(version=version, percent=percent))
+    return split
 
 
 def _children(obs: Observed, spec: ModelDeploymentSpec, owner: render.Owner, router: Router,

@@ -72,10 +72,35 @@ class RegistryTarget:
 
 
 @dataclass(frozen=True)
+class Audience:
+    """An A/B audience: requests with this header (or cookie) value go to ``version``."""
+
+    version: str
+    value: str
+    header: str | None = None
+    cookie: str | None = None
+
+    def describe(self) -> str:
+        what = f"header {self.header}" if self.header else f"cookie {self.cookie}"
+        return f"{what}={self.value} -> version {self.version}"
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """``percent`` of the default rule's requests copied to ``version`` (answers unseen)."""
+
+    version: str
+    percent: int
+
+
+@dataclass(frozen=True)
 class Split:
-    """A traffic split: version -> percent, summing to 100 (empty: no traffic anywhere)."""
+    """A traffic split: version -> percent, summing to 100 (empty: no traffic anywhere); and,
+    for an A/B test, the audience routed by a header or cookie, for a shadow, the mirror."""
 
     weights: tuple[tuple[str, int], ...] = ()
+    audience: Audience | None = None
+    mirror: Mirror | None = None
 
     @classmethod
     def of(cls, weights: dict[str, int]) -> Split:
@@ -117,8 +142,12 @@ class Child:
     deadline_exceeded: bool = False
     #: spec.replicas is set by the operator's own apply (not handed to an autoscaler yet).
     replicas_owned: bool = False
-    # Routes only: (backend Service name, weight) as the route object says it.
+    # Routes only: (backend Service name, weight) of the default rule as the route object
+    # says it; the backend of the first header/cookie-matched rule (an A/B audience); the
+    # default rule's mirror (backend Service name, percent).
     backends: tuple[tuple[str, int], ...] = ()
+    audience: str | None = None
+    mirror: tuple[str, int] | None = None
 
     def ready_for(self, desired: int) -> bool:
         """Every one of ``desired`` replicas is updated and Ready, and the Deployment has

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Protocol
 
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.core import render
 from modeldeploy.core.render import Owner, child_name
-from modeldeploy.core.world import Child, Split
+from modeldeploy.core.world import Audience, Child, Mirror, Split
 
 
 class Router(Protocol):
@@ -54,12 +55,16 @@ class Router(Protocol):
 
 
 def same_split(live: Split | None, wanted: Split) -> bool:
-    """Equal as weights, where a version with weight 0 may also be absent."""
+    """Equal as weights, where a version with weight 0 may also be absent; the A/B audience
+    goes to the same version (its match is the route's, checked by its content hash) and
+    the mirror is the same."""
     if live is None:
         return False
     have = {v: w for v, w in live.weights if w}
     want = {v: w for v, w in wanted.weights if w}
-    return have == want
+    audience = (live.audience.version if live.audience else None,
+                wanted.audience.version if wanted.audience else None)
+    return have == want and audience[0] == audience[1] and live.mirror == wanted.mirror
 
 
 class WeightedRouter:
@@ -90,7 +95,12 @@ class WeightedRouter:
             return None
         # Backends are version Services; a name we did not render reads as itself.
         versions = {c.name: c.version for c in children if c.kind == "Service" and c.version}
-        return Split.of({versions.get(svc) or svc: w for svc, w in route.backends})
+        split = Split.of({versions.get(svc) or svc: w for svc, w in route.backends})
+        audience = (Audience(version=versions.get(route.audience) or route.audience, value="")
+                    if route.audience else None)
+        mirror = (Mirror(version=versions.get(route.mirror[0]) or route.mirror[0],
+                         percent=route.mirror[1]) if route.mirror else None)
+        return replace(split, audience=audience, mirror=mirror)
 
     def candidate_replicas(self, weight: int, stable_replicas: int) -> int | None:
         return None
@@ -100,5 +110,10 @@ class WeightedRouter:
         return same_split(self.live_split(owner, children), split)
 
     def describe(self, split: Split) -> str:
-        return f"{self.kind} weights " + (
+        text = f"{self.kind} weights " + (
             ", ".join(f"version {v}: {w}" for v, w in split.weights) or "none")
+        if split.audience is not None:
+            text += f"; A/B audience -> version {split.audience.version}"
+        if split.mirror is not None:
+            text += f"; mirroring {split.mirror.percent}% to version {split.mirror.version}"
+        return text

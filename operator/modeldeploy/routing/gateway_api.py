@@ -3,6 +3,7 @@ Service (``<name>-vV``). Any Gateway implementation that honours weights splits 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from modeldeploy.api.spec import ModelDeploymentSpec
@@ -15,6 +16,11 @@ KIND = "HTTPRoute"
 API_VERSION = "gateway.networking.k8s.io/v1"
 
 
+def cookie_pattern(name: str, value: str) -> str:
+    """A regular expression for a Cookie header that carries ``name=value``."""
+    return rf"(^|;\s*){re.escape(name)}={re.escape(value)}(;|$)"
+
+
 class GatewayAPIRouter(WeightedRouter):
     name = "gatewayAPI"
     kind = KIND
@@ -25,11 +31,25 @@ class GatewayAPIRouter(WeightedRouter):
         gw = spec.traffic.gatewayAPI if spec.traffic else None
         if gw is None:  # validation guarantees it for this router
             return []
+        default: dict[str, Any] = {"backendRefs": [
+            {"name": render.child_name(owner.name, v), "port": 80, "weight": w}
+            for v, w in split.weights]}
+        if split.mirror is not None:
+            default["filters"] = [{"type": "RequestMirror", "requestMirror": {
+                "backendRef": {"name": render.child_name(owner.name, split.mirror.version),
+                               "port": 80},
+                "percent": split.mirror.percent}}]
+        rules = [default]
+        if split.audience is not None:
+            a = split.audience
+            header = ({"type": "Exact", "name": a.header, "value": a.value} if a.header else
+                      {"type": "RegularExpression", "name": "Cookie",
+                       "value": cookie_pattern(a.cookie or "", a.value)})
+            rules.insert(0, {"matches": [{"headers": [header]}], "backendRefs": [
+                {"name": render.child_name(owner.name, a.version), "port": 80}]})
         route_spec: dict[str, Any] = {
             "parentRefs": [p.model_dump(exclude_none=True) for p in gw.parentRefs],
-            "rules": [{"backendRefs": [
-                {"name": render.child_name(owner.name, v), "port": 80, "weight": w}
-                for v, w in split.weights]}],
+            "rules": rules,
         }
         if gw.hostnames:
             route_spec["hostnames"] = list(gw.hostnames)

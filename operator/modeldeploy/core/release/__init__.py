@@ -36,6 +36,7 @@ transitions and requests), :mod:`.gates`, :mod:`.measuring`, :mod:`.endings`.
 
 from modeldeploy.core.release.base import (
     ACTIONS,
+    KINDS,
     REQUEST_ANNOTATION,
     ROLLING_BACK_EVENT,
     Facts,
@@ -50,6 +51,6 @@ from modeldeploy.core.release.endings import promote
 from modeldeploy.core.release.machine import advance, start
 
 __all__ = [
-    "ACTIONS", "REQUEST_ANNOTATION", "ROLLING_BACK_EVENT", "Facts", "Working", "_at", "_later",
-    "advance", "progressive", "promote", "start", "state_of", "wanted_weight",
+    "ACTIONS", "KINDS", "REQUEST_ANNOTATION", "ROLLING_BACK_EVENT", "Facts", "Working", "_at",
+    "_later", "advance", "progressive", "promote", "start", "state_of", "wanted_weight",
 ]

@@ -104,14 +104,19 @@ class Working:
         self.rollout = state_of(self.rollout.type, release)
 
 
+KINDS = {Strategy.CANARY: RolloutType.CANARY, Strategy.BLUE_GREEN: RolloutType.BLUE_GREEN,
+         Strategy.AB_TEST: RolloutType.AB_TEST, Strategy.SHADOW: RolloutType.SHADOW}
+#: Strategies that route the new version by a rule of their own (not by weight) for a while.
+EXPERIMENTS = (Strategy.AB_TEST, Strategy.SHADOW)
+
+
 def state_of(kind: RolloutType, release: Release) -> RolloutState:
-    if kind is RolloutType.CANARY:
-        return RolloutState(type=kind, canary=release)
-    return RolloutState(type=kind, blueGreen=release)
+    member = kind.value[0].lower() + kind.value[1:]
+    return RolloutState.model_validate({"type": kind, member: release})
 
 
 def progressive(rollout: Rollout | None) -> bool:
-    return rollout is not None and rollout.strategy in (Strategy.CANARY, Strategy.BLUE_GREEN)
+    return rollout is not None and rollout.strategy in KINDS
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,8 @@ def wanted_weight(rollout: Rollout, release: Release, *, candidate_ready: bool) 
     for). Blue-green never splits: its switch is the promotion."""
     if rollout.strategy is Strategy.BLUE_GREEN:
         return 0
+    if rollout.strategy in EXPERIMENTS:  # the audience or the mirror, until promotion
+        return 100 if release.state is S.PROMOTING and candidate_ready else 0
     steps = rollout.steps or []
     if release.state in (S.STEPPING, S.PAUSED) and steps:
         return steps[min(release.step, len(steps) - 1)].weight

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from modeldeploy.api.spec import Strategy
 from modeldeploy.api.status import (
     AnalysisStatus,
     HistoryEntry,
@@ -20,6 +19,7 @@ from modeldeploy.api.status import (
 from modeldeploy.core import durations, gating, report
 from modeldeploy.core.release.base import (
     CONFIRM_REQUEUE,
+    KINDS,
     ROLLING_BACK_EVENT,
     Facts,
     S,
@@ -151,8 +151,7 @@ def _bake(w: Working, f: Facts, release: Release, previous: Stable | None) -> bo
     if f.rollout.analysis is not None and f.rollout.analysis.metrics:
         fresh = AnalysisStatus(nextAt=_later(f.now, durations.parse(
             f.rollout.analysis.interval)))
-    kind = w.rollout.type if w.rollout is not None else (
-        RolloutType.CANARY if f.rollout.strategy is Strategy.CANARY else RolloutType.BLUE_GREEN)
+    kind = w.rollout.type if w.rollout is not None else KINDS[f.rollout.strategy]
     w.rollout = state_of(kind, release.model_copy(update={
         "state": S.BAKING, "switchedAt": f.ts, "weight": 100, "previous": info,
         "bakeEndsAt": _later(f.now, durations.parse(window)), "stepStartedAt": f.ts,

@@ -14,12 +14,13 @@ from modeldeploy.api.status import (
     Outcome,
     Release,
     Request,
-    RolloutType,
 )
 from modeldeploy.core import durations, gating
 from modeldeploy.core.release.base import (
     ACTIONS,
     CONFIRM_REQUEUE,
+    EXPERIMENTS,
+    KINDS,
     REQUEST_ANNOTATION,
     Facts,
     S,
@@ -51,7 +52,7 @@ def start(w: Working, rollout: Rollout, *, version: str, ts: str,
           fast_track: bool = False) -> None:
     """A new release of ``version`` (already w.canary): Gating or Starting, no traffic. A
     fast-tracked one (it served as stable here recently) will skip the steps."""
-    kind = RolloutType.CANARY if rollout.strategy is Strategy.CANARY else RolloutType.BLUE_GREEN
+    kind = KINDS[rollout.strategy]
     gated = bool(gating.registry_gates(rollout.gates))
     w.rollout = state_of(kind, Release(version=version, state=S.GATING if gated else S.STARTING,
                                        startedAt=ts, notReadySince=None if gated else ts,
@@ -174,10 +175,14 @@ def _stepping(w: Working, f: Facts, release: Release) -> None:
 def _confirm_step(w: Working, f: Facts, release: Release, weight: int) -> None:
     steps = f.rollout.steps or []
     strategy_bg = f.rollout.strategy is Strategy.BLUE_GREEN
-    step = steps[min(release.step, len(steps) - 1)] if steps and not strategy_bg else None
+    experiment = f.rollout.strategy in EXPERIMENTS
+    step = steps[min(release.step, len(steps) - 1)] \
+        if steps and not strategy_bg and not experiment else None
     update: dict[str, object] = {"stepStartedAt": f.ts, "weight": weight}
-    if step is not None and step.pause_seconds():
-        ends = _later(f.now, step.pause_seconds())
+    hold = step.pause_seconds() if step is not None else (
+        durations.parse(_experiment_duration(f)) if experiment else 0.0)
+    if hold:
+        ends = _later(f.now, hold)
         update["stepEndsAt"] = ends
         w.wake.append(_at(ends) or f.now)
     if step is not None and step.waits_for_human():
@@ -191,6 +196,18 @@ def _confirm_step(w: Working, f: Facts, release: Release, weight: int) -> None:
     if strategy_bg:
         w.events.append(Event("Normal", "PreviewReady",
                               f"version {release.version} is Ready behind the preview Service"))
+    elif f.rollout.strategy is Strategy.AB_TEST and f.rollout.abTest is not None:
+        m = f.rollout.abTest.match
+        who = f"header {m.header}" if m.header else f"cookie {m.cookie}"
+        w.events.append(Event("Normal", "AudienceRouted",
+                              f"requests with {who}={m.value} go to version {release.version} "
+                              f"for {f.rollout.abTest.duration}"))
+    elif experiment:
+        pct = f.rollout.shadow.percent if f.rollout.shadow else 100
+        w.events.append(Event("Normal", "Mirroring",
+                              f"{pct}% of requests are mirrored to version {release.version} "
+                              f"for {_experiment_duration(f)}; users see only version "
+                              f"{w.stable.version if w.stable else '?'}"))
     else:
         w.events.append(Event("Normal", "StepStarted",
                               f"step {release.step + 1}/{len(steps)}: version "
@@ -225,9 +242,16 @@ def _next_step(w: Working, f: Facts, release: Release, steps: Sequence[object]) 
         w.set_release(release.model_copy(update={
             "state": S.PROMOTING, "stepStartedAt": None, "stepEndsAt": None,
             "pausedBy": None, "analysis": reset}))
+        what = {Strategy.AB_TEST: "the A/B test passed", Strategy.SHADOW:
+                "the shadow passed"}.get(f.rollout.strategy, "every step passed")
         w.events.append(Event("Normal", "Promoting",
-                              f"every step passed: moving all traffic to version "
-                              f"{release.version}"))
+                              f"{what}: moving all traffic to version {release.version}"))
+
+
+def _experiment_duration(f: Facts) -> str:
+    if f.rollout.strategy is Strategy.AB_TEST and f.rollout.abTest is not None:
+        return f.rollout.abTest.duration
+    return f.rollout.shadow.duration if f.rollout.shadow is not None else "10m"
 
 
 def _promoting(w: Working, f: Facts, release: Release) -> None:
