@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from modeldeploy.api.status import release_of
+
 
 @dataclass(frozen=True)
 class StateView:
@@ -70,8 +72,8 @@ def _release_families(objects: Iterable[dict[str, Any]]) -> Iterator[Metric]:
         rollout = status.get("rollout") if isinstance(status, dict) else None
         if not isinstance(rollout, dict):
             continue
-        rel = rollout.get("canary") or rollout.get("blueGreen")
-        if not isinstance(rel, dict):
+        rel = release_of(rollout)
+        if rel is None:
             continue
         ns, name, version = _text(meta, "namespace"), _text(meta, "name"), _text(rel, "version")
         weight.add_metric([ns, name, version, _text(rel, "state")],
@@ -100,9 +102,8 @@ def _gate_families(objects: Iterable[dict[str, Any]]) -> Iterator[Metric]:
     for body in objects:
         meta, status = body.get("metadata"), body.get("status")
         rollout = status.get("rollout") if isinstance(status, dict) else None
-        rel = (rollout.get("canary") or rollout.get("blueGreen")) \
-            if isinstance(rollout, dict) else None
-        if not isinstance(rel, dict) or not isinstance(rel.get("gates"), list):
+        rel = release_of(rollout)
+        if rel is None or not isinstance(rel.get("gates"), list):
             continue
         ns, name, version = _text(meta, "namespace"), _text(meta, "name"), _text(rel, "version")
         for g in rel["gates"]:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from modeldeploy.adapters.plugin_api import PluginApi, PluginError
+from modeldeploy.api.status import release_of
 from modeldeploy.core.release import ACTIONS, REQUEST_ANNOTATION
 
 CLEAR = "\x1b[H\x1b[2J"
@@ -31,7 +32,7 @@ TIMELINE = 10
 
 def _release(status: dict[str, Any]) -> dict[str, Any]:
     rollout = status.get("rollout") or {}
-    return dict(rollout.get("canary") or rollout.get("blueGreen") or {})
+    return dict(release_of(rollout) or {})
 
 
 def _age(stamp: str | None, now: dt.datetime) -> str:

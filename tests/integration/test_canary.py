@@ -19,6 +19,7 @@ from devstack import stack as devstack_stack
 from devstack.seed import mlflow_client, seed_model
 from devstack.stack import StackInfo
 from devstack.stackclient import Traffic
+from modeldeploy.api.status import release_of
 from tests.integration.conftest import Kubectl
 from tests.integration.test_modeldeployment import deployments, spec
 from tests.support.mdep import (
@@ -50,7 +51,7 @@ def canary_spec(model: str, *, steps: list[dict[str, Any]], analysis: dict[str, 
 
 def release(st: dict[str, Any]) -> dict[str, Any]:
     rollout = st.get("rollout") or {}
-    return dict(rollout.get("canary") or rollout.get("blueGreen") or {})
+    return dict(release_of(rollout) or {})
 
 
 @pytest.fixture()

@@ -19,13 +19,24 @@ cluster, never a plan. Shape written by the operator::
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modeldeploy.core.analysis import Verdict
 
 HISTORY_LIMIT = 10
+#: The members of status.rollout that hold a release (canary, blue-green, A/B, shadow).
+RELEASE_MEMBERS = ("canary", "blueGreen", "abTest", "shadow")
+
+
+def release_of(rollout: object) -> dict[str, Any] | None:
+    """The release member of a raw ``status.rollout`` dict, whichever is set (None when it is
+    not a dict or holds none: a status someone edited by hand must not break a reader)."""
+    if not isinstance(rollout, dict):
+        return None
+    return next((m for m in (rollout.get(k) for k in RELEASE_MEMBERS)
+                 if isinstance(m, dict)), None)
 
 
 class _Status(BaseModel):

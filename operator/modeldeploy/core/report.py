@@ -131,20 +131,19 @@ def status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
     else:
         conds.set(ConditionType.PROGRESSING, False, "Idle" if stable else "NoVersion", "")
 
-    not_yet = _not_yet(spec)
-    notes = f"; {not_yet}" if not_yet else ""
+
     if res.outcome is RegistryOutcome.NOT_FOUND:
         conds.set(ConditionType.READY, False, res.reason, _keeps_serving(res.message, stable))
     elif stable is not None and state != "down":
         conds.set(ConditionType.READY, True, "Serving",
-                  f"version {stable.version} serving, {stable_count}{notes}")
+                  f"version {stable.version} serving, {stable_count}")
     elif stable is not None:
         conds.set(ConditionType.READY, False, "ReplicasNotReady",
                   f"version {stable.version}: {stable_count}")
     else:
         conds.set(ConditionType.READY, False, "NoVersionServing",
                   ("waiting for the first version" if canary else
-                   (res.message or "no version yet")) + notes)
+                   (res.message or "no version yet")))
 
     stalled = _stalled(obs, now, stuck=stuck or (stable_dep is not None and
                                                  stable_dep.deadline_exceeded))
@@ -240,15 +239,6 @@ def _release_view(rollout: RolloutState | None, spec: ModelDeploymentSpec,
         text = f"{where}version {v} at {rel.weight}%{live}"
     return _ReleaseView(Phase.PROGRESSING, _keeps_serving(text, stable) if stable else text,
                         progressing=(rel.state.value, text))
-
-
-def _not_yet(spec: ModelDeploymentSpec) -> str | None:
-    """Said while a spec section is validated but not acted on yet."""
-    rollout = spec.rollout
-    if rollout is not None and rollout.strategy.value in ("abTest", "shadow"):
-        return (f"spec.rollout.strategy {rollout.strategy.value} is not acted on yet: a new "
-                "version replaces the old one in a rolling switch")
-    return None
 
 
 def serving_conditions(obs: Observed, spec: ModelDeploymentSpec, conditions: list[Condition],

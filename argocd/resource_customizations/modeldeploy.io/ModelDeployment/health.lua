@@ -12,6 +12,12 @@ local function release_of(status)
   if rollout.canary ~= nil then
     return rollout.canary
   end
+  if rollout.abTest ~= nil then
+    return rollout.abTest
+  end
+  if rollout.shadow ~= nil then
+    return rollout.shadow
+  end
   return rollout.blueGreen
 end
 
