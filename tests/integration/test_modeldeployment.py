@@ -342,6 +342,7 @@ def test_registry_outage_flips_a_condition_and_touches_nothing(
                 timeout=90, what="RegistryReachable=True after MLflow is back")
 
 
+GATEWAY_TRAFFIC = {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
 INVALID = [
     ({"model": {"name": "m", "alias": "a", "version": "3"}},
      "spec.model: Invalid value", "exactly one of alias, stage and version"),
@@ -386,6 +387,18 @@ INVALID = [
     ({"model": {"name": "m", "alias": "champion",
                 "writeBack": {"promotedAliases": ["champion"]}}},
      "spec.model.writeBack.promotedAliases", "may not move the alias this object tracks"),
+    ({"model": {"name": "m", "alias": "a"}, "rollout": {"steps": [{"weight": 10}],
+                                                        "bakeWindow": "5m"}},
+     "spec.rollout.bakeWindow", "use traffic.router gatewayAPI or istio"),
+    ({"model": {"name": "m", "alias": "a"}, "rollout": {"strategy": "shadow"}},
+     "spec.rollout.strategy", "need a route object"),
+    ({"model": {"name": "m", "alias": "a"}, "traffic": GATEWAY_TRAFFIC,
+      "rollout": {"strategy": "abTest"}},
+     "spec.rollout.abTest", "needs the abTest section"),
+    ({"model": {"name": "m", "alias": "a"}, "traffic": GATEWAY_TRAFFIC,
+      "rollout": {"strategy": "abTest", "abTest": {"match": {
+          "header": "x-group", "cookie": "ab", "value": "b"}}}},
+     "spec.rollout.abTest.match.header", "exactly one of header and cookie"),
 ]
 
 

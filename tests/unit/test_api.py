@@ -42,6 +42,7 @@ def test_selector(model: dict[str, Any], selector: tuple[str, str]) -> None:
     assert ModelDeploymentSpec.model_validate({"model": model}).model.selector() == selector
 
 
+GATEWAY = {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
 INVALID = [
     ("two metric limits", spec(rollout={"gates": {"registryMetrics": [
         {"name": "rmse", "direction": "lower", "maxRegression": "2%", "maxDelta": 0.1}]}}),
@@ -109,6 +110,19 @@ INVALID = [
     ("duplicate env name", spec(serving={"env": [{"name": "A", "value": "1"},
                                                  {"name": "A", "value": "2"}]}),
      "env names must be unique"),
+    ("bake window with the replicas router",
+     spec(rollout={"steps": [{"weight": 10}], "bakeWindow": "5m"}),
+     "use traffic.router gatewayAPI or istio"),
+    ("shadow with the replicas router", spec(rollout={"strategy": "shadow"}),
+     "need a route object"),
+    ("abTest without its audience", spec(traffic=GATEWAY, rollout={"strategy": "abTest"}),
+     "needs the abTest section"),
+    ("audience by header and cookie", spec(traffic=GATEWAY, rollout={
+        "strategy": "abTest", "abTest": {"match": {"header": "x", "cookie": "c", "value": "v"}}}),
+     "exactly one of header and cookie"),
+    ("audience header with a space", spec(traffic=GATEWAY, rollout={
+        "strategy": "abTest", "abTest": {"match": {"header": "x group", "value": "v"}}}),
+     "header"),
 ]
 
 

@@ -102,6 +102,8 @@ FIRST_ANSWER_WAIT = 2.0
 SMOKE_READY_WAIT = 5.0
 #: Versions whose input example and signature are kept for health probes.
 EXAMPLE_CACHE = 512
+#: How long one registry lookup of a previous version answers for every object (seconds).
+PREVIOUS_TTL = 20.0
 #: Field manager that keeps spec.replicas while autoscaling takes it over (see apply).
 HANDOVER_MANAGER = "modeldeploy-handover"
 
@@ -157,8 +159,10 @@ class Reconciler:
         self.provider = provider
         self.registry, self.credentials, self.scoring = registry, credentials, scoring
         self._examples: dict[tuple[str, str, str, str | None], VersionDetails] = {}
-        #: When each object's previous version was last looked up (RollbackReady).
+        #: When each object's previous version was last looked up (RollbackReady), and the
+        #: lookups themselves, shared between objects for a short while.
         self._rollback_checked: dict[Key, dt.datetime] = {}
+        self._previous_seen: dict[tuple[Any, ...], tuple[float, VersionDetails]] = {}
         self.metrics = metrics or Metrics()
         self._refusals: dict[Key, int] = {}
 
@@ -317,6 +321,24 @@ class Reconciler:
             self._examples[key] = found
         return found
 
+    async def _previous(self, rkey: ResolveKey, creds: Any,
+                        version: ResolvedVersion) -> VersionDetails:
+        """A previous version's registry details, shared for PREVIOUS_TTL seconds by every
+        object that could roll back to it (1,000 objects on ten models cost ten lookups)."""
+        assert self.registry is not None
+        key = (rkey.tracking_uri, rkey.registry_uri, rkey.credentials, rkey.model,
+               version.version, version.source)
+        now = time.monotonic()
+        hit = self._previous_seen.get(key)
+        if hit is not None and now - hit[0] < PREVIOUS_TTL:
+            return hit[1]
+        found = await self.registry.details(rkey, creds, version)
+        if len(self._previous_seen) >= EXAMPLE_CACHE:
+            self._previous_seen = {k: v for k, v in self._previous_seen.items()
+                                   if now - v[0] < PREVIOUS_TTL}
+        self._previous_seen[key] = (now, found)
+        return found
+
     async def probe(self, observed: Observed,
                     request: ProbeRequest | None) -> ProbeAnswers | None:
         """Probe the serving version with its input example, and look the previous version
@@ -331,7 +353,7 @@ class Reconciler:
         stable = previous = smoke = None
         try:
             if request.previous is not None:
-                previous = await self.registry.details(rkey, creds, request.previous)
+                previous = await self._previous(rkey, creds, request.previous)
             if request.stable is not None:
                 stable = await self._example(rkey, creds, request.stable)
         except TimeoutError:
