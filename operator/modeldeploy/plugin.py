@@ -103,6 +103,11 @@ def render_status(obj: dict[str, Any], *, timeline: Sequence[tuple[str, str, str
     stable = st.get("stable") or {}
     lines.append(f"model     {model.get('name')} {st.get('selector') or ''}".rstrip())
     lines.append(f"stable    version {stable.get('version')}" if stable else "stable    none")
+    health = st.get("health") or {}
+    if health:
+        took = f", {health['latencyMs']:.0f} ms" if health.get("latencyMs") is not None else ""
+        lines.append(f"health    {health.get('result')} (version {health.get('version')}{took}, "
+                     f"{health.get('consecutiveFailures', 0)} failures in a row)")
     release = _release(st)
     if release:
         kind = (st.get("rollout") or {}).get("type")
@@ -114,6 +119,13 @@ def render_status(obj: dict[str, Any], *, timeline: Sequence[tuple[str, str, str
             lines.append(f"steps     {steps}")
         if release.get("reason"):
             lines.append(f"reason    {release['reason']}: {release.get('message') or ''}")
+        gates = release.get("gates") or []
+        if gates:
+            lines.append("gates")
+            for g in gates:
+                took = f" {g['latencyMs']:.0f} ms" if g.get("latencyMs") is not None else ""
+                lines.append(f"  {g.get('gate', ''):<16} {g.get('result', ''):<9} "
+                             f"{g.get('reason', '')}{took}")
         measured = (release.get("analysis") or {}).get("measurements") or []
         if measured:
             lines.append("analysis")

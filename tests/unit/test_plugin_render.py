@@ -48,3 +48,13 @@ def test_history_lists_every_version_and_how_it_left() -> None:
     rows = render_history(ROLLED_BACK).splitlines()
     assert rows[0].split() == ["VERSION", "OUTCOME", "AT", "REASON"]
     assert rows[1].split()[:2] == ["3", "RolledBack"]
+
+
+def test_status_shows_gates_and_a_shadow_release() -> None:
+    approval = render_status(load(CUSTOMIZATION / "testdata" / "suspended_approval.yaml"))
+    assert "Canary of version 2: Gating (by Approval), weight 0%" in approval
+    row = next(line for line in approval.splitlines() if line.strip().startswith("Signature"))
+    assert "Waiting" in row and "ApprovalRequired" in row, row
+    shadow = render_status(load(CUSTOMIZATION / "testdata" / "progressing_shadow.yaml"))
+    assert "Shadow of version 2: Stepping, weight 0%" in shadow
+    assert "mirroring 50% to version 2" in shadow
