@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import Health, Previous, Stable
 from modeldeploy.core import durations
-from modeldeploy.core.conditions import timestamp
+from modeldeploy.core.conditions import parse_time, timestamp
 from modeldeploy.core.world import (
     Event,
     ProbeAnswers,
@@ -42,14 +42,7 @@ def interval(spec: ModelDeploymentSpec) -> float:
     return durations.parse(spec.healthCheck.interval) if spec.healthCheck else DEFAULT_INTERVAL
 
 
-def _at(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+_at = parse_time
 
 
 def _resolved(v: Stable | Previous) -> ResolvedVersion:

@@ -21,7 +21,7 @@ from modeldeploy.api.status import (
     Stable,
 )
 from modeldeploy.core import writeback
-from modeldeploy.core.conditions import timestamp
+from modeldeploy.core.conditions import parse_time, timestamp
 from modeldeploy.core.world import (
     Event,
     GateAnswers,
@@ -159,15 +159,7 @@ class Facts:
         return self.rollout_spec
 
 
-def _at(text: str | None) -> dt.datetime | None:
-    """A status time; None when absent or unreadable (a hand-edited status is not a crash)."""
-    if not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+_at = parse_time
 
 
 def _later(now: dt.datetime, seconds: float) -> str:

@@ -163,12 +163,18 @@ def _bake(w: Working, f: Facts, release: Release, previous: Stable | None) -> bo
     return True
 
 
+def _window_open(w: Working, f: Facts, release: Release, ends: dt.datetime) -> bool:
+    """Within a blue-green or bake window: the previous version stays up until ``ends``."""
+    if f.now >= ends:
+        return False
+    if release.previous is not None:
+        w.keep.add(release.previous.version)
+    w.wake.append(ends)
+    return True
+
+
 def _baking(w: Working, f: Facts, release: Release) -> None:
-    ends = _at(release.bakeEndsAt) or f.now
-    if f.now < ends:
-        if release.previous is not None:
-            w.keep.add(release.previous.version)
-        w.wake.append(ends)
+    if _window_open(w, f, release, _at(release.bakeEndsAt) or f.now):
         return
     w.rollout = None  # the previous version's children go with this plan
     w.events.append(Event("Normal", "Baked", f"version {release.version} passed its bake "
@@ -179,10 +185,6 @@ def _switched(w: Working, f: Facts, release: Release) -> None:
     bg = f.rollout.blueGreen
     delay = durations.parse(bg.scaleDownDelay if bg else "30s")
     switched = _at(release.switchedAt) or f.now
-    ends = switched + dt.timedelta(seconds=delay)
-    if f.now < ends:
-        if release.previous is not None:
-            w.keep.add(release.previous.version)
-        w.wake.append(ends)
+    if _window_open(w, f, release, switched + dt.timedelta(seconds=delay)):
         return
     w.rollout = None  # the previous version's children go with this plan
