@@ -45,8 +45,13 @@ def promote(w: Working, ts: str) -> None:
     w.history.insert(0, HistoryEntry(version=canary.version, outcome=Outcome.PROMOTED, at=ts))
     w.events.append(Event("Normal", "Promoted", report.promoted_message(canary, w.stable)))
     rel = w.release
-    how = ("every canary step passed" if rel is not None and w.rollout is not None and
-           w.rollout.type is RolloutType.CANARY else "promoted")
+    kind = w.rollout.type if w.rollout is not None else RolloutType.ROLLING
+    how = {RolloutType.CANARY: "every canary step passed",
+           RolloutType.BLUE_GREEN: "the preview passed; switched",
+           RolloutType.AB_TEST: "the A/B test passed",
+           RolloutType.SHADOW: "the shadow passed"}.get(kind, "Ready: switched")
+    if rel is not None and rel.fastTrack:
+        how = "fast-tracked return to a version that served recently"
     w.owe(w.outcome(canary.version, promoted=True, at=ts, reason=how,
                     previous=w.stable.version if w.stable is not None else None,
                     summary=summary(rel)))
