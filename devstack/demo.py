@@ -48,6 +48,8 @@ CHAPTER_SECONDS = 150.0
 STEPS = [{"weight": 20, "pause": "6s"}, {"weight": 50, "pause": "6s"}]
 ANALYSIS = {"interval": "3s", "failureLimit": 1, "minRequests": 5,
             "metrics": [{"name": "error-rate", "template": "error-rate", "max": 0.05}]}
+#: Judged before any traffic: the run's rmse may be at most 5% worse than the stable one's.
+GATES = {"registryMetrics": [{"name": "rmse", "direction": "lower", "maxRegression": "5%"}]}
 
 
 class StoryError(Exception):
@@ -59,11 +61,13 @@ def model_deployment() -> dict[str, Any]:
         "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
         "metadata": {"name": MODEL, "namespace": NAMESPACE},
         "spec": {
-            "model": {"name": MODEL, "alias": "champion", "pollInterval": "10s"},
+            "model": {"name": MODEL, "alias": "champion", "pollInterval": "10s",
+                      "writeBack": {}},
             "serving": {"replicas": 2},
             "traffic": {"router": "gatewayAPI",
                         "gatewayAPI": {"parentRefs": [{"name": "public-gw"}]}},
-            "rollout": {"strategy": "canary", "steps": STEPS, "analysis": ANALYSIS},
+            "rollout": {"strategy": "canary", "steps": STEPS, "analysis": ANALYSIS,
+                        "gates": GATES},
         },
     }
 
@@ -138,6 +142,15 @@ def rolled_back(version: str, stable: str) -> Callable[[dict[str, Any]], bool]:
     return done
 
 
+def rejected(version: str, stable: str) -> Callable[[dict[str, Any]], bool]:
+    def done(obj: dict[str, Any]) -> bool:
+        st, rel = _status(obj), _release(obj)
+        return (rel.get("state") == "Aborted" and rel.get("version") == version
+                and rel.get("reason") == "MetricRegression"
+                and (st.get("stable") or {}).get("version") == stable)
+    return done
+
+
 def promoted_wrongly(version: str) -> Callable[[dict[str, Any]], str | None]:
     def failed(obj: dict[str, Any]) -> str | None:
         stable = (_status(obj).get("stable") or {}).get("version")
@@ -194,6 +207,23 @@ def summary(info: StackInfo, obj: dict[str, Any], chapters: list[tuple[str, floa
     return "\n".join(lines)
 
 
+def registry_view(mlflow: Any, versions: list[str], *, wait: float = 30.0) -> str:
+    """What a data scientist sees in MLflow: each version's outcome tags (the write-back is
+    made right after the status that owes it is stored)."""
+    deadline = time.monotonic() + wait
+    while True:
+        tags = {v: dict(mlflow.get_model_version(MODEL, v).tags) for v in versions}
+        if all("modeldeploy.outcome" in t for t in tags.values()) or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    lines = ["", "the registry (MLflow tags the operator wrote on each version):"]
+    for v, t in tags.items():
+        lines.append(f"  version {v}: {t.get('modeldeploy.outcome', '-'):<9} "
+                     f"{t.get('modeldeploy.reason', '')[:90]}")
+    return "\n".join(lines)
+
+
 def play(info: StackInfo) -> int:
     started = time.monotonic()
     chapters: list[tuple[str, float]] = []
@@ -224,12 +254,13 @@ def play(info: StackInfo) -> int:
     kubectl(info, "create", "namespace", NAMESPACE)
     traffic = Traffic(info.traffic_url)
     traffic.reset(NAMESPACE)
-    print(f"registering three versions of {MODEL} in MLflow ...", flush=True)
+    print(f"registering four versions of {MODEL} in MLflow ...", flush=True)
     v1 = str(seed_model(info, name=MODEL, alias="champion", metrics={"rmse": 0.31})["version"])
     v2 = str(seed_model(info, name=MODEL, metrics={"rmse": 0.29}, bias=1.0)["version"])
     v3 = str(seed_model(info, name=MODEL, metrics={"rmse": 0.27}, bias=2.0)["version"])
+    v4 = str(seed_model(info, name=MODEL, metrics={"rmse": 0.41}, bias=3.0)["version"])
     traffic.behaviour(namespace=NAMESPACE, model=MODEL, version=v3, error_rate=0.3)
-    chapters.append((f"versions {v1}, {v2}, {v3} registered", time.monotonic() - t))
+    chapters.append((f"versions {v1}, {v2}, {v3}, {v4} registered", time.monotonic() - t))
     kubectl(info, "apply", "-f", "-", stdin=json.dumps(model_deployment()))
 
     view = LiveView(info)
@@ -242,12 +273,17 @@ def play(info: StackInfo) -> int:
     chapters.append((f"version {v3} (30% errors) rolled back automatically", view.until(
         f"champion → version {v3}, which answers 30% errors", rolled_back(v3, v2),
         promoted_wrongly(v3))))
+    mlflow.set_registered_model_alias(MODEL, "champion", v4)
+    chapters.append((f"version {v4} (rmse regressed) stopped before any traffic", view.until(
+        f"champion → version {v4}, whose run logged a worse rmse", rejected(v4, v2),
+        promoted_wrongly(v4))))
     obj = view.get()
-    history = [(h["version"], h["outcome"]) for h in _status(obj).get("history") or []][:3]
-    expected = [(v3, "RolledBack"), (v2, "Promoted"), (v1, "Replaced")]
+    history = [(h["version"], h["outcome"]) for h in _status(obj).get("history") or []][:4]
+    expected = [(v4, "Rejected"), (v3, "RolledBack"), (v2, "Promoted"), (v1, "Replaced")]
     if history != expected:
         raise StoryError(f"history is {history}, expected {expected}")
     print(summary(info, obj, chapters, started))
+    print(registry_view(mlflow, [v1, v2, v3, v4]))
     print(f"\nEverything keeps running. Try:  source {info.state}/stack.env && "
           f"kubectl modeldeploy -n {NAMESPACE} status {MODEL} -w")
     print("Stop it all:  make cluster-down")

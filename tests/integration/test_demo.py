@@ -34,9 +34,13 @@ def test_the_demo_tells_its_story_and_exits_zero(
     assert result.returncode == 0, f"{out[-4000:]}\n{result.stderr[-3000:]}"
     assert "\x1b[" not in out, "no terminal: frames are printed, not redrawn"
     for chapter in ("promoted through 2 canary steps", "rolled back automatically",
-                    "story complete in"):
+                    "stopped before any traffic", "story complete in"):
         assert chapter in out, out[-4000:]
     summary = out[out.index("== summary"):]
     assert "RolledBack" in summary and "Promoted" in summary and "Replaced" in summary
     assert "AnalysisFailed" in summary, "the rollback's reason is among the events"
     assert "weight 20%" in out and "weight 50%" in out, "the live view showed each step"
+    assert "GateFailed" in summary and "Rejected" in summary, "the gate's verdict is told"
+    registry = out[out.index("the registry (MLflow tags"):]
+    assert "Rejected  MetricRegression" in registry, registry
+    assert registry.count("Promoted") >= 2, registry
