@@ -52,6 +52,8 @@ def promote(w: Working, ts: str) -> None:
            RolloutType.SHADOW: "the shadow passed"}.get(kind, "Ready: switched")
     if rel is not None and rel.fastTrack:
         how = "fast-tracked return to a version that served recently"
+    elif w.stable is None:
+        how = "the first version: Ready and serving"
     w.owe(w.outcome(canary.version, promoted=True, at=ts, reason=how,
                     previous=w.stable.version if w.stable is not None else None,
                     summary=summary(rel)))
