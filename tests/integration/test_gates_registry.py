@@ -141,7 +141,8 @@ def test_production_starts_only_after_stagings_promotion_tagged_the_version(
     mlflow.set_registered_model_alias(model, "champion", v1)
     staging = spec(model, replicas=1, poll="5s", select={"alias": "staging"},
                    model={"writeBack": {"tagPrefix": "staging",
-                                        "promotedAliases": ["staging-approved"]}})
+                                        "promotedAliases": ["staging-approved"],
+                                        "previousAlias": "staging-previous"}})
     production = spec(model, replicas=1, poll="5s", traffic=GATEWAY, rollout={
         "strategy": "canary", "steps": STEPS, "gates": {"required": {
             "tags": {"staging.outcome": "Promoted"}, "aliases": ["staging-approved"]}}})
@@ -176,4 +177,6 @@ def test_production_starts_only_after_stagings_promotion_tagged_the_version(
                        and h["outcome"] == "Promoted")
     assert promoted_at >= tags["staging.at"], (promoted_at, tags["staging.at"])
     assert "staging-approved" in mlflow.get_model_version(model, v2).aliases
+    assert "staging-previous" in mlflow.get_model_version(model, v1).aliases, \
+        "the version staging's promotion replaced carries previousAlias"
     assert status(custom, namespace, "staging").get("registryWrites") in (None, [])
