@@ -110,6 +110,9 @@ INVALID = [
     ("duplicate env name", spec(serving={"env": [{"name": "A", "value": "1"},
                                                  {"name": "A", "value": "2"}]}),
      "env names must be unique"),
+    ("previous alias is the tracked alias", spec(model={
+        "name": "m", "alias": "champion", "writeBack": {"previousAlias": "champion"}}),
+     "may not move the alias this object tracks"),
     ("bake window with the replicas router",
      spec(rollout={"steps": [{"weight": 10}], "bakeWindow": "5m"}),
      "use traffic.router gatewayAPI or istio"),

@@ -343,3 +343,97 @@ def test_fix_forward_skips_comparisons_with_the_broken_stable_version() -> None:
     w.tick()
     w.tick()
     assert gate(w, "SmokeTest").result is GateResult.FAILED, "the smoke test still runs"
+
+
+# --- found in review: ordering, bake and fast-track edges -----------------------------------
+
+
+def test_owed_writes_land_in_order_even_after_the_registry_was_down() -> None:
+    w = gated_world({}, write_back={"promotedAliases": ["approved"]})
+    w.write_error = "503 from the registry"
+    for version in ("2", "3"):
+        w.registry = resolved(version)
+        w.tick()
+        w.available.add(version)
+        for _ in range(12):
+            w.tick()
+    assert w.status.stable.version == "3"
+    w.write_error = None
+    for _ in range(8):
+        w.tick(60)
+    moved = [x.version for x in w.written if x.aliases == ["approved"]]
+    assert moved == ["1", "2", "3"], "the newer alias move lands last"
+
+
+def test_fix_forward_judges_no_relative_bound() -> None:
+    from modeldeploy.core.analysis import QueryResult
+
+    w = gated_world({})
+    w.spec["rollout"].update(fixForward=True, analysis={"interval": "2s", "metrics": [
+        {"name": "p99", "query": "sum(p99)", "maxIncrease": 0.01}]})
+    w.answers["p99"] = QueryResult(value=5.0, series=1)
+    w.registry = resolved("2")
+    w.tick()
+    w.available.add("2")
+    for _ in range(20):
+        w.tick()
+    assert w.status.stable.version == "2", w.status.message
+
+
+def test_a_bake_moves_aliases_only_once_it_has_passed() -> None:
+    from modeldeploy.core.analysis import QueryResult
+
+    w = baking_world(bakeWindow="20s")
+    w.spec["model"]["writeBack"] = {"promotedAliases": ["approved"]}
+    w.registry = resolved("3")
+    w.tick()
+    w.available.add("3")
+    for _ in range(20):
+        w.tick()
+        if release(w).state is ReleaseState.BAKING and release(w).version == "3":
+            break
+    w.tick(0.5)  # the write is made right after the status that owes it is stored
+    tags = {x.tags.get("modeldeploy.outcome") for x in w.written if x.version == "3"}
+    assert tags == {"Baking"} and not any(x.aliases for x in w.written if x.version == "3")
+    w.answers["errors"] = QueryResult(value=0.9, series=1)
+    plan_count = len(w.plans)
+    for _ in range(4):
+        w.tick(1)
+    assert w.status.stable.version == "2"
+    switch = next(p for p in w.plans[plan_count:] if "RolledBack" in reasons(p))
+    assert ("Deployment", "scorer-v3") not in {(r.kind, r.name) for r in switch.delete}, \
+        "the rejected version's pods outlive the plan that switches back"
+    assert not any(x.aliases for x in w.written if x.version == "3"), "never approved"
+    assert any(x.tags.get("modeldeploy.outcome") == "Rejected" for x in w.written
+               if x.version == "3")
+
+
+def test_a_version_rolled_back_after_promotion_is_not_fast_tracked() -> None:
+    from modeldeploy.core.analysis import QueryResult
+
+    w = baking_world(bakeWindow="1m")
+    w.answers["errors"] = QueryResult(value=0.9, series=1)
+    for _ in range(4):
+        w.tick(1)
+    assert w.status.stable.version == "1" and release(w).reason == "BakeFailed"
+    w.answers["errors"] = QueryResult(value=0.0, series=1)
+    w.registry = resolved("3")
+    w.tick()
+    w.registry = resolved("2")
+    w.tick()
+    assert release(w).version == "2" and not release(w).fastTrack
+
+
+def test_a_passed_bake_window_promotes_in_the_registry() -> None:
+    w = baking_world(bakeWindow="5s")
+    w.spec["model"]["writeBack"] = {"promotedAliases": ["approved"]}
+    w.registry = resolved("3")
+    w.tick()
+    w.available.add("3")
+    for _ in range(30):
+        w.tick()
+    assert w.status.rollout is None and w.status.stable.version == "3"
+    final = [x for x in w.written if x.version == "3"]
+    assert [x.tags.get("modeldeploy.outcome") for x in final] == ["Baking", "Promoted"]
+    assert final[-1].aliases == ["approved"]
+    assert "passed its bake window" in final[-1].tags["modeldeploy.reason"]

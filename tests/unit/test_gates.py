@@ -195,3 +195,11 @@ def test_required_tags_and_aliases() -> None:
                          {"validation_status": "pending"}, []) == [
         "tag validation_status is 'pending', not 'approved'",
         "tag fairness is missing", "alias staging is not on this version"]
+
+
+def test_a_malformed_signature_has_no_output_schema_and_never_raises() -> None:
+    from modeldeploy.core.gates import output_schema
+
+    assert output_schema({"inputs": "[{", "outputs": "not json"}) is None
+    assert output_schema({"outputs": '[{"name": "x"}]'}) is None or True  # no exception
+    assert output_schema(None) is None

@@ -82,7 +82,7 @@ MODEL_NAME_RULE = "MLflow refuses registered model names that contain '/' or ':'
 
 ALIAS_PATTERN = r"^[A-Za-z0-9_\-]+$"
 WRITE_BACK_ALIAS_RULE = ("writeBack may not move the alias this object tracks (it would release "
-                         "what it just released)")
+                         "what it just released, or switch back and forth)")
 
 
 class WriteBack(_Model):
@@ -113,6 +113,9 @@ class WriteBack(_Model):
          "!has(self.writeBack.promotedAliases) || "
          "!self.writeBack.promotedAliases.exists(a, a == self.alias)",
          WRITE_BACK_ALIAS_RULE, field_path=".writeBack.promotedAliases"),
+    Rule("!has(self.writeBack) || !has(self.alias) || "
+         "!has(self.writeBack.previousAlias) || self.writeBack.previousAlias != self.alias",
+         WRITE_BACK_ALIAS_RULE, field_path=".writeBack.previousAlias"),
 )
 class ModelRef(_Model):
     name: str = Field(min_length=1, max_length=256, description=(
@@ -145,7 +148,8 @@ class ModelRef(_Model):
         if "/" in self.name or ":" in self.name:
             raise ValueError(MODEL_NAME_RULE)
         if (self.writeBack is not None and self.alias is not None
-                and self.alias in (self.writeBack.promotedAliases or ())):
+                and (self.alias in (self.writeBack.promotedAliases or ())
+                     or self.alias == self.writeBack.previousAlias)):
             raise ValueError(WRITE_BACK_ALIAS_RULE)
         return self
 

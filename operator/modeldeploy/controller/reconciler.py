@@ -36,7 +36,7 @@ from modeldeploy.controller.index import Index, Key
 from modeldeploy.controller.resolver import CredentialsProvider, Resolver
 from modeldeploy.core import durations
 from modeldeploy.core.analysis import MetricProvider, QueryResult
-from modeldeploy.core.gates import parse_signature
+from modeldeploy.core.gates import output_schema
 from modeldeploy.core.release import REQUEST_ANNOTATION
 from modeldeploy.core.rollout import decide
 from modeldeploy.core.world import (
@@ -292,13 +292,12 @@ class Reconciler:
         smoke = None
         if request.smoke is not None and candidate.serving_example is not None:
             s = request.smoke
-            signature = parse_signature(candidate.signature)
             url = service_url(self.config.service_url_template, service=s.service,
                               namespace=observed.namespace, port=s.port)
             scoring = self.scoring = self.scoring or ScoringClient()
             started = time.monotonic()
             smoke = await scoring.smoke(url, candidate.serving_example,
-                                        signature.outputs if signature else None,
+                                        output_schema(candidate.signature),
                                         attempts=s.attempts, timeout=s.timeout,
                                         max_latency=s.max_latency,
                                         ready_wait=min(s.timeout, SMOKE_READY_WAIT))
@@ -374,9 +373,8 @@ class Reconciler:
                 smoke = SmokeResult(why is None, url, (Attempt(200 if why is None else None,
                                                                None, why),))
             else:
-                signature = parse_signature(stable.signature)
                 smoke = await scoring.smoke(url, stable.serving_example,
-                                            signature.outputs if signature else None,
+                                            output_schema(stable.signature),
                                             attempts=1, timeout=s.timeout,
                                             max_latency=s.max_latency)
             self.metrics.health_probes.labels("passed" if smoke.passed else "failed").inc()
@@ -406,6 +404,8 @@ class Reconciler:
                 out.append(WriteResult(x))
             self.metrics.registry_writes.labels(
                 "error" if out[-1].error is not None else "ok").inc()
+            if out[-1].error is not None:
+                break  # in order: the later writes wait for this one
         return tuple(out)
 
     async def measure(self, requests: tuple[MeasurementRequest, ...]) -> tuple[Measurement, ...]:

@@ -104,6 +104,16 @@ def parse_signature(mlmodel_signature: Mapping[str, Any] | None) -> Signature | 
                      outputs=parse_schema(mlmodel_signature.get("outputs")))
 
 
+def output_schema(mlmodel_signature: Mapping[str, Any] | None) -> Schema | None:
+    """The output side of a signature, None when there is none or it cannot be read (a
+    malformed MLmodel must not stop a reconcile: the answer is then checked for rows only)."""
+    try:
+        signature = parse_signature(mlmodel_signature)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return signature.outputs if signature is not None else None
+
+
 # --- signature gate -----------------------------------------------------------------------
 
 

@@ -56,8 +56,8 @@ def merge(entries: Sequence[GateStatus] | None, new: Iterable[GateStatus]) -> li
     by_gate = {g.gate: g for g in entries or ()}
     for g in new:
         old = by_gate.get(g.gate)
-        if old is not None and old.startedAt and not g.startedAt:
-            g = g.model_copy(update={"startedAt": old.startedAt})
+        if old is not None and old.startedAt and old.startedAt != g.startedAt:
+            g = g.model_copy(update={"startedAt": old.startedAt})  # when it first began
         by_gate[g.gate] = g
     return sorted(by_gate.values(), key=lambda g: ORDER.index(g.gate)
                   if g.gate in ORDER else len(ORDER))

@@ -186,12 +186,17 @@ def write_backoff(attempts: int) -> float:
 
 
 def _writes_due(obs: Observed, now: dt.datetime) -> tuple[RegistryWrite, ...]:
-    """Stored owed writes whose time has come (a write is made only once its status is
-    stored, so a crash can repeat a write, which is idempotent, but never lose one)."""
+    """Stored owed writes whose time has come, oldest first, up to the first that is not due
+    (a write is made only once its status is stored, so a crash can repeat a write, which is
+    idempotent, but never lose one)."""
     if obs.write_results:
         return ()
-    return tuple(x for x in obs.status.registryWrites or ()
-                 if (release._at(x.nextAt) or now) <= now)
+    due = []
+    for x in obs.status.registryWrites or ():
+        if (release._at(x.nextAt) or now) > now:
+            break  # in order: a newer alias move never lands before an older one
+        due.append(x)
+    return tuple(due)
 
 
 def _written(w: Working, obs: Observed, now: dt.datetime) -> None:
@@ -275,15 +280,15 @@ def _recent_stable(w: Working, spec: ModelDeploymentSpec, desired: ResolvedVersi
     """``desired`` served as stable here within spec.rollout.fastTrackWindow."""
     if spec.rollout is None:
         return False
-    if w.previous is not None and _same(w.previous, desired):
-        return True
     since = now - dt.timedelta(seconds=durations.parse(spec.rollout.fastTrackWindow))
-    for h in w.history:
-        at = release._at(h.at)
-        if h.version == desired.version and at is not None and at >= since and \
-                h.outcome in (Outcome.PROMOTED, Outcome.REPLACED):
-            return True
-    return False
+    latest = next((h for h in w.history if h.version == desired.version), None)
+    if latest is None or latest.outcome not in (Outcome.PROMOTED, Outcome.REPLACED):
+        return False  # never served here, or its last word was a rollback or a rejection
+    if w.previous is not None and _same(w.previous, desired):
+        replaced = release._at(w.previous.replacedAt)
+        return replaced is not None and replaced >= since
+    at = release._at(latest.at)
+    return at is not None and at >= since
 
 
 def _follow(w: Working, spec: ModelDeploymentSpec, desired: ResolvedVersion,
@@ -552,7 +557,7 @@ def _wake_at(obs: Observed, spec: ModelDeploymentSpec, w: Working,
     waiting = w.canary is not None or (
         w.stable is not None and report.health(obs, spec, w.stable.version) != "available")
     stall = report.stall_due(obs, now)
-    owed = [release._at(x.nextAt) or now for x in w.writes]
+    owed = [release._at(x.nextAt) or now for x in w.writes[:1]]  # they go in order
     candidates = [t for t in (now + dt.timedelta(seconds=WAIT_REQUEUE) if waiting else None,
                               stall, *w.wake, *owed) if t is not None]
     return min(candidates, default=None)

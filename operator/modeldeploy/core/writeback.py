@@ -17,6 +17,8 @@ from modeldeploy.api.spec import WriteBack
 MAX_VALUE = 500
 PROMOTED = "Promoted"
 REJECTED = "Rejected"
+#: Promoted here but still in its bake window: no alias moves yet.
+BAKING = "Baking"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class Outcome:
     previous: str | None = None
     #: One line about the analysis, e.g. "error-rate 0.01 <= 0.05 (3 measurements)".
     analysis: str = ""
+    #: Promoted but baking (spec.rollout.bakeWindow): tagged Baking, aliases not moved until
+    #: the window has passed (a version that fails its bake never carries them).
+    baking: bool = False
 
 
 def _clip(text: str) -> str:
@@ -53,7 +58,7 @@ def plan(spec: WriteBack, outcome: Outcome) -> list[Write]:
     previous version's alias. Empty values are not written."""
     prefix = spec.tagPrefix
     values = {
-        "outcome": PROMOTED if outcome.promoted else REJECTED,
+        "outcome": (BAKING if outcome.baking else PROMOTED) if outcome.promoted else REJECTED,
         "reason": outcome.reason,
         "cluster": outcome.cluster,
         "namespace": outcome.namespace,
@@ -62,7 +67,7 @@ def plan(spec: WriteBack, outcome: Outcome) -> list[Write]:
         "analysis": outcome.analysis,
     }
     tags = {f"{prefix}.{k}": _clip(v) for k, v in values.items() if v}
-    if not outcome.promoted:
+    if not outcome.promoted or outcome.baking:
         return [Write(outcome.version, tags)]
     writes = [Write(outcome.version, tags, tuple(spec.promotedAliases or ()))]
     if spec.previousAlias and outcome.previous and outcome.previous != outcome.version:

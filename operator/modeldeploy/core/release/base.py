@@ -89,11 +89,12 @@ class Working:
                 self.writes.append(entry)
 
     def outcome(self, version: str, *, promoted: bool, reason: str, at: str,
-                previous: str | None = None, summary: str = "") -> writeback.Outcome:
+                previous: str | None = None, summary: str = "",
+                baking: bool = False) -> writeback.Outcome:
         namespace, name, cluster = self.origin
         return writeback.Outcome(version=version, promoted=promoted, reason=reason, at=at,
                                  namespace=namespace, name=name, cluster=cluster,
-                                 previous=previous, analysis=summary)
+                                 previous=previous, analysis=summary, baking=baking)
 
     @property
     def release(self) -> Release | None:

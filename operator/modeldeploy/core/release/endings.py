@@ -34,9 +34,11 @@ from modeldeploy.core.world import (
 )
 
 
-def promote(w: Working, ts: str) -> None:
+def promote(w: Working, ts: str, *, baking: bool = False) -> None:
     """The new version becomes stable (history Promoted / Replaced); the old version's
-    children go in the next plan, once this status is stored."""
+    children go in the next plan, once this status is stored. ``baking``: a bake window
+    follows, so the registry learns "Baking" now and "Promoted" (with the alias moves) when
+    the window has passed."""
     canary = w.canary
     assert canary is not None
     if w.stable is not None:
@@ -56,7 +58,7 @@ def promote(w: Working, ts: str) -> None:
         how = "the first version: Ready and serving"
     w.owe(w.outcome(canary.version, promoted=True, at=ts, reason=how,
                     previous=w.stable.version if w.stable is not None else None,
-                    summary=summary(rel)))
+                    summary=summary(rel), baking=baking and w.stable is not None))
     info = canary.model_dump(include={"version", "runId", "source", "modelUri"})
     if w.stable is not None:
         w.previous = Previous(**w.stable.model_dump(include=set(VersionInfo.model_fields)),
@@ -109,7 +111,7 @@ def _switch(w: Working, f: Facts, release: Release) -> None:
     """Blue-green: all traffic to the new version at once; the previous one stays up for
     scaleDownDelay."""
     previous = w.stable
-    promote(w, f.ts)
+    promote(w, f.ts, baking=bool(f.rollout.bakeWindow))
     w.promoted = previous is None
     if previous is None or _bake(w, f, release, previous):
         return
@@ -129,6 +131,9 @@ def _switch_back(w: Working, f: Facts, release: Release, *, reason: str = "Abort
     if previous is None or w.stable is None:
         return "nothing to switch back to"
     rejected = w.stable.version
+    # Its pods go in the next plan, once the status naming the switch is stored: a crash
+    # in between must find them still there.
+    w.keep.add(rejected)
     w.history.insert(0, HistoryEntry(version=rejected, outcome=Outcome.ROLLED_BACK,
                                      reason=why, at=f.ts))
     w.stable = Stable(**previous.model_dump(), since=f.ts)
@@ -183,6 +188,10 @@ def _window_open(w: Working, f: Facts, release: Release, ends: dt.datetime) -> b
 def _baking(w: Working, f: Facts, release: Release) -> None:
     if _window_open(w, f, release, _at(release.bakeEndsAt) or f.now):
         return
+    w.owe(w.outcome(release.version, promoted=True, at=f.ts,
+                    reason=f"passed its bake window ({f.rollout.bakeWindow or 'removed'})",
+                    previous=release.previous.version if release.previous else None,
+                    summary=summary(release)))
     w.rollout = None  # the previous version's children go with this plan
     w.events.append(Event("Normal", "Baked", f"version {release.version} passed its bake "
                                              f"window ({f.rollout.bakeWindow or 'removed'})"))

@@ -139,7 +139,10 @@ def _smoke(w: Working, f: Facts, release: Release,
                 max_latency=durations.parse(spec.maxLatency)))
         return None
     started = _at(entry.startedAt) if entry is not None else None
-    if answers.candidate is not None and answers.candidate.serving_example is None:
+    if answers.candidate is not None and not answers.candidate.exists:
+        new = GateStatus(gate=gating.SMOKE_TEST, result=GateResult.FAILED, reason="VersionGone",
+                         message="the version no longer exists in the registry", at=f.ts)
+    elif answers.candidate is not None and answers.candidate.serving_example is None:
         new = gating.smoke_missing_example(spec, f.ts)
     elif answers.smoke is None or answers.smoke.not_ready is not None or \
             answers.candidate is None:

@@ -259,7 +259,7 @@ def _promoting(w: Working, f: Facts, release: Release) -> None:
         w.wake.append(f.now + dt.timedelta(seconds=CONFIRM_REQUEUE))
         return
     previous = w.stable
-    promote(w, f.ts)
+    promote(w, f.ts, baking=bool(f.rollout.bakeWindow))
     _bake(w, f, release, previous)
 
 

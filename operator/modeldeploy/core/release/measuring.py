@@ -45,7 +45,9 @@ def _schedule_measurements(w: Working, f: Facts, *, now_allowed: bool) -> None:
         w.measure = list(f.requests)
         return
     due = _at(release.analysis.nextAt)
-    if due is not None and release.state in (S.STEPPING, S.PAUSED, S.BAKING):
+    measured = f.rollout_spec is not None and f.rollout_spec.analysis is not None and \
+        bool(f.rollout_spec.analysis.metrics)
+    if due is not None and measured and release.state in (S.STEPPING, S.PAUSED, S.BAKING):
         w.wake.append(max(due, f.now + dt.timedelta(seconds=CONFIRM_REQUEUE)))
 
 
@@ -62,7 +64,9 @@ def _record(w: Working, f: Facts, release: Release) -> None:
             continue
         results.append(analysis.evaluate(
             metric=m.metric, candidate=m.candidate, stable=m.stable, requests=m.requests,
-            min=metric.min, max=metric.max, max_increase=metric.maxIncrease,
+            min=metric.min, max=metric.max,
+            # No stable query (fixForward, a bake window): the relative bound is not judged.
+            max_increase=metric.maxIncrease if request.stable_query is not None else None,
             min_requests=float(spec.minRequests), query=request.query))
     state = release.analysis
     counters = analysis.Counters(successful=state.successful, failed=state.failed,
