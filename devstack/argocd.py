@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from devstack import build, procs
+from devstack import build, kube, procs
 from devstack.ports import free_port
 from devstack.stack import StackInfo, kubectl
 
@@ -206,12 +206,9 @@ class ArgoCD:
         kubectl(self.stack, "apply", "--server-side", "--force-conflicts",
                 "--field-manager=devstack-argocd",
                 *(a for c in build.ARGOCD_CRDS for a in ("-f", str(crds / c))))
-        # Just created, a CRD has no conditions yet and `kubectl wait` fails rather than waits.
-        procs.wait_until("Argo CD's CRDs Established", lambda: kubectl(
-            self.stack, "wait", "--for=condition=Established", "--timeout=10s",
-            *(f"crd/{kind}.argoproj.io"
-              for kind in ("applications", "appprojects", "applicationsets"))) is not None,
-            timeout=60, interval=0.5)
+        kube.wait_established(self.stack.kubectl, self.stack.kubeconfig,
+                              *(f"{kind}.argoproj.io"
+                                for kind in ("applications", "appprojects", "applicationsets")))
         kubectl(self.stack, "apply", "--server-side", "--force-conflicts",
                 "--field-manager=devstack-argocd", "-f", "-", stdin=json.dumps(
                     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))

@@ -323,6 +323,23 @@ def restart(bins: Binaries, *, state: Path, names: Sequence[str]) -> None:
                      functools.partial(_nodes_ready, bins, plane.kubeconfig), timeout=60)
 
 
+def wait_established(binary: Path | str, kubeconfig: Path | str, *names: str,
+                     timeout: float = 60.0) -> None:
+    """Wait until every named CRD is Established. Polled, not `kubectl wait`: until the
+    apiserver writes a new CRD's first status, `.status.conditions` is null and kubectl wait
+    fails at once ("accessor error") instead of waiting."""
+    def established() -> bool:
+        for name in names:
+            crd = json.loads(kubectl(binary, kubeconfig, "get", f"crd/{name}", "-o", "json"))
+            if not any(c.get("type") == "Established" and c.get("status") == "True"
+                       for c in (crd.get("status") or {}).get("conditions") or []):
+                return False
+        return True
+
+    procs.wait_until(f"CRDs Established: {', '.join(names)}", established, timeout=timeout,
+                     interval=0.2)
+
+
 def _bootstrap(plane: Plane, started: dict[str, procs.Proc]) -> None:
     """Fake nodes Ready, the default ServiceAccount there, Gateway API and Istio CRDs
     Established."""
@@ -335,8 +352,8 @@ def _bootstrap(plane: Plane, started: dict[str, procs.Proc]) -> None:
         bins.kubectl, kubeconfig, "get", "serviceaccount", "default", "-o", "name")),
         timeout=60, proc=started["kube-controller-manager"])
     kubectl(bins.kubectl, kubeconfig, "apply", "--server-side", "-f", str(bins.gateway_crds))
-    kubectl(bins.kubectl, kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
-            "crd/httproutes.gateway.networking.k8s.io", "crd/gateways.gateway.networking.k8s.io")
+    wait_established(bins.kubectl, kubeconfig, "httproutes.gateway.networking.k8s.io",
+                     "gateways.gateway.networking.k8s.io")
     install_istio_crds(bins.kubectl, kubeconfig, bins.istio_crds)
 
 
@@ -356,8 +373,7 @@ def install_istio_crds(binary: Path | str, kubeconfig: Path | str, crds: Path) -
     # --force-conflicts: the pinned file owns these CRDs; a field someone changed with another
     # tool (kubectl edit, a helm chart) must not make bring-up fail.
     kubectl(binary, kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(crds))
-    kubectl(binary, kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
-            *(f"crd/{name}" for name in ISTIO_ROUTING_CRDS))
+    wait_established(binary, kubeconfig, *ISTIO_ROUTING_CRDS)
 
 
 def _nodes() -> dict[str, object]:

@@ -109,8 +109,7 @@ CRD = Path(__file__).resolve().parent.parent / "crds" / "modeldeployment.yaml"
 def install_crd(info: StackInfo) -> None:
     """The ModelDeployment CRD from crds/, applied and Established."""
     kubectl(info, "apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    kubectl(info, "wait", "--for=condition=Established", "--timeout=60s",
-            "crd/modeldeployments.modeldeploy.io")
+    kube.wait_established(info.kubectl, info.kubeconfig, "modeldeployments.modeldeploy.io")
 
 
 def info_path(state: Path | None = None) -> Path:

@@ -201,5 +201,4 @@ def test_a_malformed_signature_has_no_output_schema_and_never_raises() -> None:
     from modeldeploy.core.gates import output_schema
 
     assert output_schema({"inputs": "[{", "outputs": "not json"}) is None
-    assert output_schema({"outputs": '[{"name": "x"}]'}) is None or True  # no exception
     assert output_schema(None) is None
