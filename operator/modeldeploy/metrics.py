@@ -57,8 +57,9 @@ def _state_rows(objects: Iterable[dict[str, Any]]) -> tuple[Tally[str], list[tup
 
 
 def _release_families(objects: Iterable[dict[str, Any]]) -> Iterator[Metric]:
-    """Canary weight and the last measurement of each analysis metric, per object with a
-    release in flight (what Flagger users chart)."""
+    """Canary weight, the last measurement of each analysis metric, each gate's result and
+    the smoke test's latency, per object with a release in flight (what Flagger users
+    chart)."""
     weight = GaugeMetricFamily(
         "modeldeploy_canary_weight",
         "Percent of traffic the new version has, as read back from the live route.",
@@ -67,6 +68,15 @@ def _release_families(objects: Iterable[dict[str, Any]]) -> Iterator[Metric]:
         "modeldeploy_analysis_value",
         "Last measured value of each analysis metric of the release in flight.",
         labels=["namespace", "name", "version", "metric", "verdict", "threshold"])
+    results = GaugeMetricFamily(
+        "modeldeploy_gate_result",
+        "Gates of the release in flight: 1 per gate, labelled with its result (Passed, "
+        "Failed, Waiting, Approved, Warned, Skipped, Pending).",
+        labels=["namespace", "name", "version", "gate", "result", "reason"])
+    smoke = GaugeMetricFamily(
+        "modeldeploy_smoke_test_latency_seconds",
+        "Latency of the new version's answer to its smoke test.",
+        labels=["namespace", "name", "version"])
     for body in objects:
         meta, status = body.get("metadata"), body.get("status")
         rollout = status.get("rollout") if isinstance(status, dict) else None
@@ -83,38 +93,18 @@ def _release_families(objects: Iterable[dict[str, Any]]) -> Iterator[Metric]:
             if isinstance(m, dict) and isinstance(m.get("value"), int | float):
                 values.add_metric([ns, name, version, _text(m, "metric"), _text(m, "verdict"),
                                    _text(m, "threshold")], float(m["value"]))
-    yield weight
-    yield values
-
-
-def _gate_families(objects: Iterable[dict[str, Any]]) -> Iterator[Metric]:
-    """Each gate's result for the release in flight (1 per gate), and the smoke test's
-    latency."""
-    results = GaugeMetricFamily(
-        "modeldeploy_gate_result",
-        "Gates of the release in flight: 1 per gate, labelled with its result (Passed, "
-        "Failed, Waiting, Approved, Warned, Skipped, Pending).",
-        labels=["namespace", "name", "version", "gate", "result", "reason"])
-    latency = GaugeMetricFamily(
-        "modeldeploy_smoke_test_latency_seconds",
-        "Latency of the new version's answer to its smoke test.",
-        labels=["namespace", "name", "version"])
-    for body in objects:
-        meta, status = body.get("metadata"), body.get("status")
-        rollout = status.get("rollout") if isinstance(status, dict) else None
-        rel = release_of(rollout)
-        if rel is None or not isinstance(rel.get("gates"), list):
-            continue
-        ns, name, version = _text(meta, "namespace"), _text(meta, "name"), _text(rel, "version")
-        for g in rel["gates"]:
+        gates = rel.get("gates")
+        for g in gates if isinstance(gates, list) else []:
             if not isinstance(g, dict):
                 continue
             results.add_metric([ns, name, version, _text(g, "gate"), _text(g, "result"),
                                 _text(g, "reason")], 1)
             if g.get("gate") == "SmokeTest" and isinstance(g.get("latencyMs"), int | float):
-                latency.add_metric([ns, name, version], float(g["latencyMs"]) / 1000)
+                smoke.add_metric([ns, name, version], float(g["latencyMs"]) / 1000)
+    yield weight
+    yield values
     yield results
-    yield latency
+    yield smoke
 
 
 def _health_families(objects: Iterable[dict[str, Any]]) -> Iterator[Metric]:
@@ -177,7 +167,6 @@ class _StateCollector(Collector):
             rows.add_metric(list(row), 1)
         yield rows
         yield from _release_families(self._view.objects() if leading else ())
-        yield from _gate_families(self._view.objects() if leading else ())
         yield from _health_families(self._view.objects() if leading else ())
         yield GaugeMetricFamily("modeldeploy_workqueue_depth",
                                 "Objects waiting for a reconcile worker.",

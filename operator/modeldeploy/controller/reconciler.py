@@ -55,6 +55,7 @@ from modeldeploy.core.world import (
     Resolution,
     ResolvedVersion,
     SecretRef,
+    SmokeRequest,
     SmokeResult,
     VersionDetails,
     WriteResult,
@@ -268,6 +269,29 @@ class Reconciler:
             return str(exc)
         return rkey, creds
 
+    def _failure(self, rkey: ResolveKey, exc: BaseException) -> str:
+        """What a registry call that failed (timed out, refused, unreadable) tells a status."""
+        assert self.registry is not None
+        if isinstance(exc, TimeoutError):
+            return f"{rkey.tracking_uri}: no answer within {self.registry.timeout:.0f}s"
+        return f"the registry: {type(exc).__name__}: {exc}"[:500]
+
+    async def _score(self, namespace: str, s: SmokeRequest, details: VersionDetails, *,
+                     ready_wait: float) -> SmokeResult:
+        """POST the version's input example to its Service (the smoke test, and a health
+        probe); a version without one is asked for ``/ping`` only."""
+        url = service_url(self.config.service_url_template, service=s.service,
+                          namespace=namespace, port=s.port)
+        scoring = self.scoring = self.scoring or ScoringClient()
+        if details.serving_example is None:
+            why = await scoring.wait_ready(url, s.timeout, timeout=s.timeout)
+            return SmokeResult(why is None, url, (Attempt(200 if why is None else None,
+                                                          None, why),))
+        return await scoring.smoke(url, details.serving_example,
+                                   output_schema(details.signature), attempts=s.attempts,
+                                   timeout=s.timeout, max_latency=s.max_latency,
+                                   ready_wait=ready_wait)
+
     async def check_gates(self, observed: Observed,
                           request: GateRequest | None) -> GateAnswers | None:
         """The registry's details of the versions the gates compare, and the smoke test
@@ -283,24 +307,13 @@ class Reconciler:
             candidate = await self.registry.details(rkey, creds, request.version)
             stable = (await self.registry.details(rkey, creds, request.stable)
                       if request.stable is not None else None)
-        except TimeoutError:
-            return GateAnswers(error=f"{rkey.tracking_uri}: no answer within "
-                                     f"{self.registry.timeout:.0f}s")
-        except REGISTRY_ERRORS as exc:  # an unreadable registry is an answer, never a crash
-            return GateAnswers(error=f"reading the registry failed: {type(exc).__name__}: "
-                                     f"{exc}"[:500])
+        except (TimeoutError, *REGISTRY_ERRORS) as exc:  # an answer, never a crash
+            return GateAnswers(error=self._failure(rkey, exc))
         smoke = None
         if request.smoke is not None and candidate.serving_example is not None:
-            s = request.smoke
-            url = service_url(self.config.service_url_template, service=s.service,
-                              namespace=observed.namespace, port=s.port)
-            scoring = self.scoring = self.scoring or ScoringClient()
             started = time.monotonic()
-            smoke = await scoring.smoke(url, candidate.serving_example,
-                                        output_schema(candidate.signature),
-                                        attempts=s.attempts, timeout=s.timeout,
-                                        max_latency=s.max_latency,
-                                        ready_wait=min(s.timeout, SMOKE_READY_WAIT))
+            smoke = await self._score(observed.namespace, request.smoke, candidate,
+                                      ready_wait=min(request.smoke.timeout, SMOKE_READY_WAIT))
             if smoke.not_ready is None:
                 self.metrics.smoke_tests.labels("passed" if smoke.passed else "failed").inc()
                 self.metrics.smoke_seconds.observe(time.monotonic() - started)
@@ -355,28 +368,10 @@ class Reconciler:
                 previous = await self._previous(rkey, creds, request.previous)
             if request.stable is not None:
                 stable = await self._example(rkey, creds, request.stable)
-        except TimeoutError:
-            return ProbeAnswers(request, previous=previous,
-                                error=f"{rkey.tracking_uri}: no answer within "
-                                      f"{self.registry.timeout:.0f}s")
-        except REGISTRY_ERRORS as exc:
-            return ProbeAnswers(request, previous=previous,
-                                error=f"reading the registry failed: {type(exc).__name__}: "
-                                      f"{exc}"[:500])
+        except (TimeoutError, *REGISTRY_ERRORS) as exc:
+            return ProbeAnswers(request, previous=previous, error=self._failure(rkey, exc))
         if request.smoke is not None and stable is not None:
-            s = request.smoke
-            url = service_url(self.config.service_url_template, service=s.service,
-                              namespace=observed.namespace, port=s.port)
-            scoring = self.scoring = self.scoring or ScoringClient()
-            if stable.serving_example is None:
-                why = await scoring.wait_ready(url, s.timeout, timeout=s.timeout)
-                smoke = SmokeResult(why is None, url, (Attempt(200 if why is None else None,
-                                                               None, why),))
-            else:
-                smoke = await scoring.smoke(url, stable.serving_example,
-                                            output_schema(stable.signature),
-                                            attempts=1, timeout=s.timeout,
-                                            max_latency=s.max_latency)
+            smoke = await self._score(observed.namespace, request.smoke, stable, ready_wait=0)
             self.metrics.health_probes.labels("passed" if smoke.passed else "failed").inc()
         return ProbeAnswers(request, stable=stable, smoke=smoke, previous=previous)
 
@@ -396,10 +391,8 @@ class Reconciler:
                 await self.registry.write_back(dataclasses.replace(rkey, model=x.model), creds,
                                                x.version, tags=dict(x.tags),
                                                aliases=tuple(x.aliases))
-            except TimeoutError:
-                out.append(WriteResult(x, f"no answer within {self.registry.timeout:.0f}s"))
-            except REGISTRY_ERRORS as exc:  # the registry's refusal is an answer
-                out.append(WriteResult(x, f"{type(exc).__name__}: {exc}"[:500]))
+            except (TimeoutError, *REGISTRY_ERRORS) as exc:  # the registry's refusal: an answer
+                out.append(WriteResult(x, self._failure(rkey, exc)))
             else:
                 out.append(WriteResult(x))
             self.metrics.registry_writes.labels(

@@ -42,12 +42,7 @@ def interval(spec: ModelDeploymentSpec) -> float:
     return durations.parse(spec.healthCheck.interval) if spec.healthCheck else DEFAULT_INTERVAL
 
 
-_at = parse_time
 
-
-def _resolved(v: Stable | Previous) -> ResolvedVersion:
-    return ResolvedVersion(version=v.version, run_id=v.runId, source=v.source,
-                           model_uri=v.modelUri or "")
 
 
 def next_due(spec: ModelDeploymentSpec, health: Health | None, previous: Previous | None,
@@ -61,7 +56,7 @@ def next_due(spec: ModelDeploymentSpec, health: Health | None, previous: Previou
         if health is None or health.version != stable.version:
             times.append(epoch)
         else:
-            times.append(_at(health.nextAt) or epoch)
+            times.append(parse_time(health.nextAt) or epoch)
     if previous is not None:
         times.append(checked_at + dt.timedelta(seconds=interval(spec)) if checked_at else epoch)
     return min(times, default=None)
@@ -82,9 +77,11 @@ def request(spec: ModelDeploymentSpec, *, stable: Stable | None, previous: Previ
                              max_latency=durations.parse(hc.maxLatency))
     check_previous = previous is not None and (
         checked_at is None or checked_at + dt.timedelta(seconds=interval(spec)) <= now)
-    return ProbeRequest(stable=_resolved(stable) if stable is not None and smoke else None,
+    return ProbeRequest(stable=ResolvedVersion.of(stable) if stable is not None and smoke
+                        else None,
                         smoke=smoke,
-                        previous=_resolved(previous) if previous and check_previous else None)
+                        previous=ResolvedVersion.of(previous) if previous and check_previous
+                        else None)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from modeldeploy.api.status import (
     ModelDeploymentStatus,
     Phase,
     Previous,
+    RegistryWrite,
     ReleaseState,
     Request,
     Resolved,
@@ -90,10 +91,13 @@ class _Conditions:
 def status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
            stable: Stable | None, canary: Canary | None, rollout: RolloutState | None,
            history: list[HistoryEntry], last_request: Request | None = None,
-           traffic: str | None = None) -> ModelDeploymentStatus:
+           traffic: str | None = None, last_probe: Health | None = None,
+           previous: Previous | None = None,
+           registry_writes: list[RegistryWrite] | None = None) -> ModelDeploymentStatus:
     res, failure = obs.registry, obs.apply_failure
     conds = _Conditions(obs, now)
     _registry_condition(conds, res)
+    _serving_conditions(conds, spec, last_probe=last_probe, previous=previous)
     view = _release_view(rollout, spec, stable, traffic)
 
     canary_dep = obs.deployment(canary.version) if canary else None
@@ -163,7 +167,8 @@ def status(obs: Observed, spec: ModelDeploymentSpec, now: dt.datetime, *,
         stable=stable, canary=canary, rollout=rollout,
         resolved=_resolved(obs.status.resolved, res.version, res.at),
         conditions=conds.ordered(), history=history[:HISTORY_LIMIT],
-        lastRequest=last_request, message=message[:MESSAGE_LIMIT],
+        lastRequest=last_request, health=last_probe, previous=previous,
+        registryWrites=registry_writes or None, message=message[:MESSAGE_LIMIT],
     )
 
 
@@ -241,21 +246,19 @@ def _release_view(rollout: RolloutState | None, spec: ModelDeploymentSpec,
                         progressing=(rel.state.value, text))
 
 
-def serving_conditions(obs: Observed, spec: ModelDeploymentSpec, conditions: list[Condition],
-                       now: dt.datetime, *, health: Health | None,
-                       previous: Previous | None) -> list[Condition]:
-    """``conditions`` with Healthy (only with spec.healthCheck) and RollbackReady set."""
-    conds = _Conditions(obs, now)
-    conds.items = [c for c in conditions
+def _serving_conditions(conds: _Conditions, spec: ModelDeploymentSpec, *,
+                        last_probe: Health | None, previous: Previous | None) -> None:
+    """Healthy (only with spec.healthCheck) and RollbackReady."""
+    conds.items = [c for c in conds.items
                    if c.type != ConditionType.HEALTHY.value or spec.healthCheck is not None]
     if spec.healthCheck is not None:
-        if health is None or health.result == "Unknown":
+        if last_probe is None or last_probe.result == "Unknown":
             conds.set(ConditionType.HEALTHY, None, "NotProbedYet",
-                      health.message if health is not None else "")
+                      last_probe.message if last_probe is not None else "")
         else:
-            ok = health.result == "Healthy"
+            ok = last_probe.result == "Healthy"
             conds.set(ConditionType.HEALTHY, ok, "ProbeSucceeded" if ok else "ProbeFailed",
-                      f"version {health.version}: {health.message}")
+                      f"version {last_probe.version}: {last_probe.message}")
     if previous is None:
         conds.set(ConditionType.ROLLBACK_READY, False, "NoPreviousVersion",
                   "no earlier version has served here: there is nothing to roll back to")
@@ -265,7 +268,6 @@ def serving_conditions(obs: Observed, spec: ModelDeploymentSpec, conditions: lis
     else:
         conds.set(ConditionType.ROLLBACK_READY, previous.ready, previous.reason or "",
                   previous.message or "")
-    return conds.ordered()
 
 
 def _registry_condition(conds: _Conditions, res: Resolution) -> None:

@@ -126,10 +126,13 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
         w.canary = w.canary.model_copy(update={"weight": weight, "step": _step_text(spec, w)})
         if w.release is not None and w.release.weight != weight:
             w.set_release(w.release.model_copy(update={"weight": weight}))
+    health_now, previous, probe = _serving_checks(obs, spec, w, now)
     next_status = report.status(obs, spec, now, stable=w.stable, canary=w.canary,
                                 rollout=w.rollout, history=w.history,
                                 last_request=w.last_request,
-                                traffic=router.describe(live) if live is not None else None)
+                                traffic=router.describe(live) if live is not None else None,
+                                last_probe=health_now, previous=previous,
+                                registry_writes=w.writes)
     transitions = report.transition_events(st.conditions, next_status.conditions)
     ending = (release.ROLLING_BACK_EVENT, "Rejected", "RolledBack")
     if w.release is not None and any(e.reason in ending for e in w.events):
@@ -137,11 +140,6 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
         # reason) would say it again. Other transitions still speak.
         transitions = [e for e in transitions if e.reason != w.release.reason]
     events = w.events + transitions
-    health_now, previous, probe = _serving_checks(obs, spec, w, now, events)
-    next_status = next_status.model_copy(update={
-        "registryWrites": w.writes or None, "health": health_now, "previous": previous,
-        "conditions": report.serving_conditions(obs, spec, next_status.conditions, now,
-                                                health=health_now, previous=previous)})
     wake = _wake_at(obs, spec, w, now)
     due = health.next_due(spec, health_now, previous, w.stable,
                           now if probe is not None and probe.previous is not None
@@ -154,9 +152,9 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
                 events=tuple(events), wake_at=wake)
 
 
-def _serving_checks(obs: Observed, spec: ModelDeploymentSpec, w: Working, now: dt.datetime,
-                    events: list[Event]) -> tuple[Health | None, Previous | None,
-                                                  ProbeRequest | None]:
+def _serving_checks(obs: Observed, spec: ModelDeploymentSpec, w: Working,
+                    now: dt.datetime) -> tuple[Health | None, Previous | None,
+                                               ProbeRequest | None]:
     """Health probes of the serving version and the rollback-readiness check: their answers
     folded in (second decide), or the next round asked for (first decide)."""
     st = obs.status
@@ -165,7 +163,7 @@ def _serving_checks(obs: Observed, spec: ModelDeploymentSpec, w: Working, now: d
     if obs.probe_answers is not None:
         out = health.record(spec, obs.probe_answers, health=health_now, previous=previous,
                             now=now)
-        events += out.events
+        w.events += out.events
         return out.health, out.previous, None
     probe = None if w.stable is None else health.request(
         spec, stable=w.stable, previous=previous, now=now, health=health_now,
@@ -337,13 +335,6 @@ def _gated(spec: ModelDeploymentSpec) -> bool:
     return g is not None and (g.smokeTest is not None or bool(gating.registry_gates(g)))
 
 
-def _resolved_of(v: VersionInfo | None) -> ResolvedVersion | None:
-    if v is None:
-        return None
-    return ResolvedVersion(version=v.version, run_id=v.runId, source=v.source,
-                           model_uri=v.modelUri or "")
-
-
 def _facts(obs: Observed, spec: ModelDeploymentSpec, owner: render.Owner, router: Router,
            w: Working, now: dt.datetime,
            desired: ResolvedVersion | None) -> release.Facts:
@@ -369,7 +360,8 @@ def _facts(obs: Observed, spec: ModelDeploymentSpec, owner: render.Owner, router
         resolved_version=desired.version if desired else None, request=obs.request,
         apply_refused=obs.apply_failure is not None,
         measurements=obs.measurements, requests=_measurement_requests(obs, spec, w),
-        candidate=_resolved_of(w.canary), stable=_resolved_of(w.stable),
+        candidate=ResolvedVersion.of(w.canary) if w.canary else None,
+        stable=ResolvedVersion.of(w.stable) if w.stable else None,
         candidate_service=render.child_name(obs.name, candidate) if candidate else "",
         recheck_after=durations.parse(spec.model.pollInterval),
         gate_answers=obs.gate_answers)

@@ -18,7 +18,7 @@ from typing import Any
 
 from modeldeploy.api import DEFAULT_MLFLOW_IMAGE
 from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.api.status import ModelDeploymentStatus, RegistryWrite
+from modeldeploy.api.status import ModelDeploymentStatus, RegistryWrite, VersionInfo
 from modeldeploy.core.analysis import QueryResult
 
 
@@ -37,6 +37,12 @@ class ResolvedVersion:
     run_id: str | None
     source: str | None
     model_uri: str
+
+    @classmethod
+    def of(cls, v: VersionInfo) -> ResolvedVersion:
+        """A version as status records it, to ask the registry about it again."""
+        return cls(version=v.version, run_id=v.runId, source=v.source,
+                   model_uri=v.modelUri or "")
 
 
 @dataclass(frozen=True)
@@ -79,10 +85,6 @@ class Audience:
     value: str
     header: str | None = None
     cookie: str | None = None
-
-    def describe(self) -> str:
-        what = f"header {self.header}" if self.header else f"cookie {self.cookie}"
-        return f"{what}={self.value} -> version {self.version}"
 
 
 @dataclass(frozen=True)
