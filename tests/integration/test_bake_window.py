@@ -17,8 +17,9 @@ from devstack.stackclient import Traffic
 from tests.integration.conftest import Kubectl
 from tests.integration.test_canary import ANALYSIS, canary_spec, release, route, two_versions
 from tests.integration.test_modeldeployment import deployments
-from tests.support.mdep import events, manifest, serving, wait_status
+from tests.support.mdep import events, manifest, serving, wait_reasons, wait_status
 from tests.support.routewatch import RouteWatch
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.usefixtures("operator")
 __all__ = ["route"]  # the fixture, shared with the canary tests
@@ -83,8 +84,7 @@ def test_a_breach_in_the_bake_window_switches_back_to_the_running_previous_versi
     # No new pods: the very same Deployment and pods serve again.
     assert apps.read_namespaced_deployment("scorer-v1", namespace).metadata.uid == dep_uid
     assert pods(core, namespace, "1") == before
-    reasons = [r for _, r, _ in events(core, namespace, "scorer")]
-    assert "Baking" in reasons and "RolledBack" in reasons, reasons
+    wait_reasons(core, namespace, "scorer", lambda r: "Baking" in r and "RolledBack" in r)
     time.sleep(6)  # the alias still points at version 2: it is not released again
     st = wait_status(custom, namespace, "scorer", lambda s: s["stable"]["version"] == "1")
     assert release(st)["state"] == "Aborted" and f"scorer-v{v2}" not in deployments(
@@ -115,8 +115,9 @@ def test_pinning_a_recent_stable_version_returns_to_it_fast_tracked(
     # the events, the history and every weight the route had.
     st = wait_status(custom, namespace, "scorer", serving("1"), timeout=60,
                      what="version 1 serves again")
-    told = [m for _, r, m in events(core, namespace, "scorer") if r == "Promoting"]
-    assert any("fast-tracked, no steps" in m and "version 1" in m for m in told), (told, st)
+    eventually(lambda: any("fast-tracked, no steps" in m and "version 1" in m
+                           for _, r, m in events(core, namespace, "scorer") if r == "Promoting"),
+               timeout=20, what="the fast-tracked Promoting event")
     back = [w for t, ws in route.seen if t >= pinned for w in [ws.get("scorer-v1", 0)]]
     assert 30 not in back and 60 not in back and back[-1] == 100, back
     assert [(h["version"], h["outcome"]) for h in st["history"][:2]] == [

@@ -24,11 +24,11 @@ from tests.integration.conftest import Kubectl
 from tests.integration.test_modeldeployment import deployments, spec
 from tests.support.mdep import (
     condition,
-    events,
     get,
     manifest,
     serving,
     status,
+    wait_reasons,
     wait_status,
 )
 from tests.support.routewatch import RouteWatch
@@ -113,8 +113,8 @@ def _good_canary(stack: StackInfo, kubectl: Kubectl, custom: client.CustomObject
     assert all(w in (0, 20, 60, 100) for w in weights)
     history = [(h["version"], h["outcome"]) for h in st["history"][:2]]
     assert history == [(v2, "Promoted"), ("1", "Replaced")]
-    reasons = [r for _, r, _ in events(core, namespace, "scorer")]
-    assert reasons.count("StepStarted") == 2 and "AnalysisSuccessful" in reasons
+    wait_reasons(core, namespace, "scorer",
+                 lambda r: r.count("StepStarted") == 2 and "AnalysisSuccessful" in r)
 
 
 def test_a_failing_canary_is_rolled_back_to_weight_zero_within_the_bound(

@@ -16,7 +16,7 @@ from devstack.stackclient import Prometheus, Traffic
 from tests.integration.conftest import Kubectl
 from tests.integration.test_canary import ANALYSIS, GATEWAY, ISTIO, release, two_versions
 from tests.integration.test_modeldeployment import spec
-from tests.support.mdep import events, manifest, serving, wait_status
+from tests.support.mdep import manifest, serving, wait_reasons, wait_status
 from tests.support.routewatch import ROUTES
 from tests.support.wait import eventually
 
@@ -72,8 +72,7 @@ def test_an_ab_test_routes_its_audience_on_the_live_route_then_promotes(
     assert requests(prom, namespace, "1", "live") > requests(prom, namespace, v2, "live")
     st = wait_status(custom, namespace, "scorer", serving(v2), timeout=60,
                      what="promoted after the test")
-    reasons = [r for _, r, _ in events(core, namespace, "scorer")]
-    assert "AudienceRouted" in reasons and "Promoted" in reasons, reasons
+    wait_reasons(core, namespace, "scorer", lambda r: "AudienceRouted" in r and "Promoted" in r)
     route = live_route(custom, namespace, kind)
     assert len(route.get("rules") or route.get("http") or []) == 1, "the audience rule is gone"
 

@@ -17,7 +17,7 @@ from devstack.stack import StackInfo
 from tests.integration.conftest import Kubectl
 from tests.integration.test_canary import GATEWAY, release
 from tests.integration.test_modeldeployment import deployments, spec
-from tests.support.mdep import events, manifest, serving, status, wait_status
+from tests.support.mdep import manifest, serving, status, wait_reasons, wait_status
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -125,8 +125,8 @@ def test_a_breaking_signature_blocks_or_waits_for_a_promote_request(
     assert "approved by a promote request" in gate(st, "Signature")["message"]
     wait_status(custom, namespace, "approves", serving(renamed), timeout=90,
                 what="approves: promoted through its steps")
-    reasons = [r for _, r, _ in events(core, namespace, "approves")]
-    assert {"GateWaiting", "GateApproved", "StepStarted", "Promoted"} <= set(reasons), reasons
+    wait_reasons(core, namespace, "approves",
+                 lambda r: {"GateWaiting", "GateApproved", "StepStarted", "Promoted"} <= set(r))
 
 
 def test_production_starts_only_after_stagings_promotion_tagged_the_version(

@@ -19,7 +19,7 @@ from devstack.stack import StackInfo
 from tests.integration.conftest import Kubectl
 from tests.integration.test_canary import GATEWAY, release
 from tests.integration.test_modeldeployment import spec
-from tests.support.mdep import events, manifest, serving, status, wait_status
+from tests.support.mdep import manifest, serving, status, wait_reasons, wait_status
 from tests.support.routewatch import RouteWatch
 from tests.support.scrape import scrape, total
 from tests.support.wait import eventually
@@ -99,8 +99,7 @@ def test_the_smoke_test_lets_a_good_version_through_and_stops_bad_ones_before_an
             assert "version 1 keeps serving" in st["message"]
             assert set(routes[name].weights_of(f"{name}-v{versions[name]}")) <= {0}, \
                 f"{name}: the new version had traffic"
-            reasons = [r for _, r, _ in events(core, namespace, name)]
-            assert "GateFailed" in reasons and "Rejected" in reasons, reasons
+            wait_reasons(core, namespace, name, lambda r: "GateFailed" in r and "Rejected" in r)
     finally:
         for watch in routes.values():
             watch.stop()

@@ -20,7 +20,7 @@ from modeldeploy.api import GROUP
 from tests.integration.conftest import Kubectl
 from tests.integration.test_modeldeployment import deploy_stable, deployments, spec
 from tests.support import apiserver
-from tests.support.mdep import condition, events, get, manifest, serving, wait_status
+from tests.support.mdep import condition, events, get, manifest, serving, wait_reasons, wait_status
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -84,8 +84,8 @@ def test_run_less_versions_and_model_flips_settle(
                          what=f"version 1 of {model} Stable")
         assert st["stable"].get("runId") == run, st["stable"]
         assert_settled(api, custom, core, namespace, "scorer")
-    reasons = [r for _, r, _ in events(core, namespace, "scorer")]
-    assert reasons == ["NewVersion", "Promoted", "ModelChanged", "ModelChanged"], reasons
+    wait_reasons(core, namespace, "scorer",
+                 lambda r: r == ["NewVersion", "Promoted", "ModelChanged", "ModelChanged"])
 
 
 def test_a_name_held_by_another_model_deployment_is_a_conflict_never_a_takeover(

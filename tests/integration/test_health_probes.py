@@ -15,7 +15,7 @@ from devstack.stack import StackInfo
 from devstack.stackclient import Scoring
 from tests.integration.conftest import Kubectl
 from tests.integration.test_modeldeployment import spec
-from tests.support.mdep import condition, events, manifest, serving, wait_status
+from tests.support.mdep import condition, manifest, serving, wait_reasons, wait_status
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -74,5 +74,4 @@ def test_health_probes_run_on_their_interval_and_rollback_ready_follows_the_regi
     ready = condition(st, "RollbackReady")
     assert ready["reason"] == "PreviousVersionDeleted" and "version 1" in ready["message"]
     assert serving(v2)(st), "a lost rollback target changes nothing that serves"
-    reasons = [r for _, r, _ in events(core, namespace, "scorer")]
-    assert "RollbackNotReady" in reasons, reasons
+    wait_reasons(core, namespace, "scorer", lambda r: "RollbackNotReady" in r)

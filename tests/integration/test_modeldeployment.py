@@ -33,6 +33,7 @@ from tests.support.mdep import (
     manifest,
     serving,
     stable_version,
+    wait_reasons,
     wait_status,
 )
 from tests.support.scrape import scrape, total
@@ -103,7 +104,7 @@ def test_champion_alias_serves_that_version(
     assert row[:4] == ["scorer", model, "1", "Stable"]
     wide = kubectl("get", "mdep", "scorer", "--no-headers", "-o", "wide").split()
     assert wide[:4] == ["scorer", model, "@champion", "1"] and "Stable" in wide
-    assert [r for _, r, _ in events(core, namespace, "scorer")] == ["NewVersion", "Promoted"]
+    wait_reasons(core, namespace, "scorer", lambda r: r == ["NewVersion", "Promoted"])
 
 
 def test_alias_move_is_followed_by_polling(
@@ -126,8 +127,8 @@ def test_alias_move_is_followed_by_polling(
                what="old version's Deployment removed")
     assert core.read_namespaced_service("scorer", namespace).spec.selector[
         "modeldeploy.io/version"] == "2"
-    reasons = [r for _, r, _ in events(core, namespace, "scorer")]
-    assert reasons == ["NewVersion", "Promoted", "NewVersion", "Promoted"]
+    wait_reasons(core, namespace, "scorer",
+                 lambda r: r == ["NewVersion", "Promoted", "NewVersion", "Promoted"])
 
 
 def test_version_latest_follows_each_new_registration(
@@ -269,6 +270,7 @@ def test_missing_alias_degrades_while_the_version_keeps_serving(
     assert stable_version(st) == "1"
     dep = apps.read_namespaced_deployment("scorer-v1", namespace)
     assert dep.status.ready_replicas == 2, "serving untouched"
+    wait_reasons(core, namespace, "scorer", lambda r: "AliasNotFound" in r)
     assert ("Warning", "AliasNotFound") in [(t, r) for t, r, _ in
                                             events(core, namespace, "scorer")]
 
@@ -332,6 +334,7 @@ def test_registry_outage_flips_a_condition_and_touches_nothing(
         assert dep.status.ready_replicas == 2
         assert core.read_namespaced_service("scorer", namespace).metadata.resource_version == \
             svc_before.resource_version
+        wait_reasons(core, namespace, "scorer", lambda r: "RegistryUnreachable" in r)
         assert ("Warning", "RegistryUnreachable") in [
             (t, r) for t, r, _ in events(core, namespace, "scorer")]
     finally:

@@ -50,3 +50,15 @@ def events(core: client.CoreV1Api, namespace: str, name: str) -> list[tuple[str,
     ).items
     return [(e.type, e.reason, e.message) for e in
             sorted(items, key=lambda e: e.event_time or e.metadata.creation_timestamp)]
+
+
+def wait_reasons(core: client.CoreV1Api, namespace: str, name: str,
+                 check: Callable[[list[str]], bool], *, timeout: float = 20,
+                 what: str = "events") -> list[str]:
+    """The event reasons on an object, once ``check`` holds for them. The operator posts events
+    after the status they describe is stored, so a test that saw the status must wait for them."""
+    def seen() -> list[list[str]]:
+        reasons = [r for _, r, _ in events(core, namespace, name)]
+        assert check(reasons), reasons
+        return [reasons]
+    return eventually(seen, timeout=timeout, interval=0.2, what=f"{name}: {what}")[0]
