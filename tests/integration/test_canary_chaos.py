@@ -36,7 +36,8 @@ from devstack.stackclient import Traffic
 from tests.integration.conftest import Kubectl, stand_in
 from tests.integration.test_canary import GATEWAY, canary_spec, release
 from tests.integration.test_modeldeployment import deployments
-from tests.support.hold import pods_hold, route_hold
+from tests.support import apiserver
+from tests.support.hold import pods_hold, route_hold, status_hold
 from tests.support.mdep import events, manifest, serving, status, wait_status
 from tests.support.routewatch import MODELDEPLOYMENTS, ObjectWatch, RouteWatch
 from tests.support.scrape import scrape, total
@@ -319,3 +320,51 @@ def _assert_never_went_back(seen: list[Digest]) -> None:
         last[version] = rank
         if state in ("Stepping", "Paused") and weight is not None:
             assert weight <= STEPS[step]["weight"], f"above step {step}: {seen}"
+
+
+def test_a_rollback_moves_the_route_only_once_its_verdict_is_stored(
+    stack: StackInfo, solo: OperatorProcess, api: client.ApiClient, kubectl: Kubectl,
+    custom: client.CustomObjectsApi, namespace: str, traffic: Traffic,
+) -> None:
+    """The verdict of a failed measurement need not repeat after a restart (the candidate has
+    no traffic any more), so it is stored before the route moves. While the apiserver refuses
+    that status the candidate keeps its weight; the operator is killed meanwhile, and the
+    restarted one carries the rollback out: the route goes to 0 once, after the hold."""
+    model = f"chaos-{namespace}"
+    seed_model(stack, name=model, alias="champion")
+    v2 = str(seed_model(stack, name=model, bias=1.0)["version"])
+    route = RouteWatch(api, namespace, "HTTPRoute", "scorer").start()
+    try:
+        kubectl("apply", "-f", "-", stdin=manifest("scorer", canary_spec(
+            model, steps=[{"weight": 20, "pause": ""}], analysis={**ANALYSIS, "interval": "2s"})))
+        wait_status(custom, namespace, "scorer", serving("1"), what="version 1 Stable")
+        traffic.behaviour(namespace=namespace, model=model, version=v2, error_rate=0.5)
+        refused = _refused_status_writes(api)
+        with status_hold(api, namespace, "scorer", "RollingBack"):
+            mlflow_client(stack).set_registered_model_alias(model, "champion", v2)
+            eventually(lambda: _refused_status_writes(api) >= refused + 2, timeout=60,
+                       what="the rollback's status refused twice")
+            rel = release(status(custom, namespace, "scorer"))
+            assert rel["state"] in ("Stepping", "Paused") and rel["weight"] == 20, rel
+            assert route.weights_of(f"scorer-v{v2}")[-1] == 20, route.seen
+            solo.kill9()
+        lifted = time.monotonic()
+        solo.start()
+        st = wait_status(custom, namespace, "scorer",
+                         lambda s: release(s).get("state") == "Aborted", timeout=60,
+                         what="rolled back by the restarted operator")
+        assert release(st)["reason"] == "AnalysisFailed" and st["stable"]["version"] == "1"
+        weights = route.weights_of(f"scorer-v{v2}")
+        assert weights[weights.index(20):] == [20, 0], weights
+        twenty = route.first_time(f"scorer-v{v2}", 20)
+        assert twenty is not None
+        zero = route.first_time(f"scorer-v{v2}", 0, after=twenty)
+        assert zero is not None and zero > lifted, "the route moved before the verdict was stored"
+    finally:
+        route.stop()
+
+
+def _refused_status_writes(api: client.ApiClient) -> float:
+    """ModelDeployment status replaces the apiserver refused at admission (all namespaces)."""
+    return total(apiserver.metrics(api), "apiserver_request_total", group="modeldeploy.io",
+                 resource="modeldeployments", subresource="status", verb="UPDATE", code="422")

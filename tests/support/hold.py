@@ -17,6 +17,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from modeldeploy.api import GROUP, PLURAL, VERSION
+from modeldeploy.api.status import RELEASE_MEMBERS
 from modeldeploy.core.render import LABEL_VERSION
 from tests.support.wait import eventually
 
@@ -107,3 +109,27 @@ def pods_hold(api: client.ApiClient, namespace: str, version: str) -> Hold:
         refuse_if=(f"has(object.metadata.labels) && '{LABEL_VERSION}' in object.metadata.labels"
                    f" && object.metadata.labels['{LABEL_VERSION}'] == '{version}'"),
         probe=lambda: core.create_namespaced_pod(namespace, probe_pod, dry_run="All"))
+
+
+#: A status message no operator writes: the dry-run a status hold is probed with.
+STATUS_PROBE = "test-hold-probe"
+
+
+def status_hold(api: client.ApiClient, namespace: str, name: str, state: str) -> Hold:
+    """No status of ModelDeployment ``name`` whose release is in ``state`` is stored."""
+    custom = client.CustomObjectsApi(api)
+    rollout = "object.status.rollout"
+    releases = " || ".join(
+        f"(has({rollout}.{kind}) && has({rollout}.{kind}.state) && "
+        f"{rollout}.{kind}.state == '{state}')"
+        for kind in RELEASE_MEMBERS)
+    return Hold(
+        api, namespace, what=f"no {state} status stored for {name}",
+        rules=[{"apiGroups": [GROUP], "apiVersions": ["*"], "operations": ["UPDATE"],
+                "resources": [f"{PLURAL}/status"]}],
+        refuse_if=(f"object.metadata.name == '{name}' && has(object.status) && ("
+                   f"(has(object.status.message) && object.status.message == '{STATUS_PROBE}')"
+                   f" || (has({rollout}) && ({releases})))"),
+        probe=lambda: custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": {"message": STATUS_PROBE}},
+            dry_run="All"))

@@ -102,6 +102,10 @@ class World:
     #: memory).
     probes: list[Any] = field(default_factory=list)
     rollback_checked_at: dt.datetime | None = None
+    #: The operator is killed in the next plan that moves traffic on a verdict: "recorded"
+    #: (its first status stored, nothing applied) or "applied" (applied, final status not
+    #: stored). Cleared once it happened.
+    crash: str | None = None
 
     def observed(self) -> Observed:
         spec = None if self.spec_error else ModelDeploymentSpec.model_validate(self.spec)
@@ -144,8 +148,21 @@ class World:
                                   probe_answers=self.probe_answers(plan),
                                   write_results=results), self.now)
             assert not plan.measure, "a second decide must not ask to measure again"
+        verdict = any(e.reason == "RollingBack" or (
+            e.reason == "RolledBack" and "switched back" in e.message) for e in plan.events)
+        crash = self.crash if verdict else None
+        if plan.record_first is not None:
+            self.write_status(plan.record_first)
+        if crash == "recorded":
+            self.crash = None
+            self.plans.append(plan)
+            return plan
         for manifest in plan.apply:
             self.put_child(manifest)
+        if crash == "applied":
+            self.crash = None
+            self.plans.append(plan)
+            return plan
         for ref in plan.delete:
             if self.children[(ref.kind, ref.name)].uid == ref.uid:
                 del self.children[(ref.kind, ref.name)]

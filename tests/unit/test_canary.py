@@ -276,6 +276,31 @@ def test_failed_measurements_past_the_limit_roll_back_to_weight_zero() -> None:
     assert condition(w.status, "Degraded") == ("True", "AnalysisFailed")
     every = [r for p in w.plans for r in reasons(p)]
     assert "AnalysisFailed" in every and "RolledBack" in every
+    # The verdict was stored before the route moved, with the route's weight as it still was.
+    decided = next(p for p in w.plans if "RollingBack" in reasons(p))
+    assert decided.record_first is not None
+    first = decided.record_first.rollout.release if decided.record_first.rollout else None
+    assert first is not None and first.state is ReleaseState.ROLLING_BACK and first.weight == 10
+    assert decided.record_first.stable.version == "1"
+
+
+@pytest.mark.parametrize("crash", ["recorded", "applied"])
+def test_a_rollback_interrupted_by_a_crash_is_carried_out_never_undone(crash: str) -> None:
+    """Killed after storing the verdict (route not yet moved) or after moving the route
+    (final status not stored), and the measurement does not repeat after the restart (no
+    data now): the route goes to 0 once and stays there."""
+    w = canary_world(steps=[{"weight": 10}, {"weight": 50}], analysis=ANALYSIS)
+    w.answers["errors"] = QueryResult(value=0.2, series=1)
+    watch = move_to_v2(w)
+    w.available.add("2")
+    w.crash = crash
+    watch.until(lambda w: w.crash is None)
+    w.answers["errors"] = QueryResult()  # the restarted operator sees no data
+    watch.until(lambda w: state(w) is ReleaseState.ABORTED)
+    for _ in range(30):
+        watch.tick()
+    assert watch.seen == [0, 10, 0], watch.seen
+    assert w.status.history[0].outcome is Outcome.ROLLED_BACK
 
 
 def test_inconclusive_measurements_pause_and_never_promote_then_abort_at_the_limit() -> None:

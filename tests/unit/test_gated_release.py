@@ -305,6 +305,31 @@ def test_a_breach_in_the_bake_window_switches_straight_back_without_new_pods() -
     assert "errors 0.5 > max 0.05" in w.status.history[0].reason
 
 
+def test_a_switch_back_interrupted_by_a_crash_is_never_undone() -> None:
+    """Killed after the route went back to version 1 but before that status was stored, and
+    the restarted operator's measurement shows nothing now: version 1 keeps all traffic."""
+    from modeldeploy.core.analysis import QueryResult
+
+    w = baking_world(bakeWindow="1m")
+    w.answers["errors"] = QueryResult(value=0.5, series=1)
+    w.crash = "applied"
+    seen = [w.weights()]
+    for _ in range(10):
+        w.tick(1)
+        seen.append(w.weights())
+        if w.crash is None:
+            break
+    assert w.crash is None and w.weights() == {"1": 100}, seen
+    w.answers["errors"] = QueryResult()
+    for _ in range(20):
+        w.tick(1)
+        seen.append(w.weights())
+    assert seen[-1] == {"1": 100}
+    moved = seen.index({"1": 100})
+    assert all(s == {"1": 100} for s in seen[moved:]), seen
+    assert w.status.stable.version == "1" and release(w).reason == "BakeFailed"
+
+
 def test_the_bake_window_ends_and_the_previous_version_goes() -> None:
     w = baking_world(bakeWindow="10s")
     for _ in range(12):

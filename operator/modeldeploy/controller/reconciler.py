@@ -236,6 +236,14 @@ class Reconciler:
                 observed = dataclasses.replace(observed, rollback_checked_at=now)
             now = dt.datetime.now(dt.UTC)
             plan = decide(observed, now)
+        stored = observed
+        if plan.record_first is not None:
+            # The decision (a rollback, a switch back) before the route moves.
+            first = dataclasses.replace(plan, record_first=None, status=plan.record_first)
+            if not await self.write_status(key, body, observed, first):
+                return None
+            body = self.index.get(key) or body
+            stored = dataclasses.replace(observed, status=plan.record_first)
         failure = await self.apply_children(observed, plan)
         requeue = plan.requeue_after(now)
         if failure is None:
@@ -249,7 +257,7 @@ class Reconciler:
             requeue = refusal_backoff(refusals)
             log.warning("%s/%s: %s %s refused (%s): %s; retry in %.0fs", *key, failure.kind,
                         failure.name, failure.reason, failure.message, requeue)
-        if not await self.write_status(key, body, observed, plan):
+        if not await self.write_status(key, body, stored, plan):
             return None
         await self.post_events(body, plan)
         return requeue

@@ -119,20 +119,26 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
     apply = () if failed else tuple(m for m in desired if not _up_to_date(obs, m))
     delete = () if failed or w.promoted else _deletions(obs, spec, w, desired)
     live = router.live_split(owner, obs.children)
+    before = None
     if any(m["kind"] in router.kinds() for m in apply):
+        if w.record_first:
+            before = live, *_at_weight(spec, w, live)
         live = _split(spec, w, router, obs)  # live as soon as this plan is applied
-    if w.canary is not None:
-        weight = live.weight(w.canary.version) if live is not None else 0
-        w.canary = w.canary.model_copy(update={"weight": weight, "step": _step_text(spec, w)})
-        if w.release is not None and w.release.weight != weight:
-            w.set_release(w.release.model_copy(update={"weight": weight}))
+    w.canary, w.rollout = _at_weight(spec, w, live)
     health_now, previous, probe = _serving_checks(obs, spec, w, now)
-    next_status = report.status(obs, spec, now, stable=w.stable, canary=w.canary,
-                                rollout=w.rollout, history=w.history,
-                                last_request=w.last_request,
-                                traffic=router.describe(live) if live is not None else None,
-                                last_probe=health_now, previous=previous,
-                                registry_writes=w.writes)
+
+    def status_at(live: Split | None, canary: Canary | None,
+                  rollout: RolloutState | None) -> ModelDeploymentStatus:
+        return report.status(obs, spec, now, stable=w.stable, canary=canary, rollout=rollout,
+                             history=w.history, last_request=w.last_request,
+                             traffic=router.describe(live) if live is not None else None,
+                             last_probe=health_now, previous=previous, registry_writes=w.writes)
+
+    next_status = status_at(live, w.canary, w.rollout)
+    # A rollback or switch back decided on measurements (which need not repeat) is stored
+    # before the route moves, with the route's weights as they still are: a restart in
+    # between finds the decision and carries it out, and never undoes it.
+    record_first = status_at(*before) if before is not None else None
     transitions = report.transition_events(st.conditions, next_status.conditions)
     ending = (release.ROLLING_BACK_EVENT, "Rejected", "RolledBack")
     if w.release is not None and any(e.reason in ending for e in w.events):
@@ -149,7 +155,21 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
     return Plan(status=next_status, apply=apply, delete=delete,
                 traffic=_split(spec, w, router, obs), measure=tuple(w.measure),
                 gates=w.gates, write_back=_writes_due(obs, now), probe=probe,
-                events=tuple(events), wake_at=wake)
+                events=tuple(events), wake_at=wake, record_first=record_first)
+
+
+def _at_weight(spec: ModelDeploymentSpec, w: Working,
+               live: Split | None) -> tuple[Canary | None, RolloutState | None]:
+    """The canary and its release as they stand with ``live`` on the route: a status weight
+    is the route's weight."""
+    if w.canary is None:
+        return None, w.rollout
+    weight = live.weight(w.canary.version) if live is not None else 0
+    canary = w.canary.model_copy(update={"weight": weight, "step": _step_text(spec, w)})
+    rel = w.release
+    if rel is None or rel.weight == weight or w.rollout is None:
+        return canary, w.rollout
+    return canary, release.state_of(w.rollout.type, rel.model_copy(update={"weight": weight}))
 
 
 def _serving_checks(obs: Observed, spec: ModelDeploymentSpec, w: Working,

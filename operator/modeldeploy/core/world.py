@@ -381,6 +381,9 @@ class Plan:
     events: tuple[Event, ...] = ()
     #: When to look again even if nothing changes (None: only on change).
     wake_at: dt.datetime | None = None
+    #: A status to store before anything is applied (a rollback or a switch back that moves
+    #: the route): the decision outlives a crash before the final status is stored.
+    record_first: ModelDeploymentStatus | None = None
 
     def requeue_after(self, now: dt.datetime) -> float | None:
         if self.wake_at is None:

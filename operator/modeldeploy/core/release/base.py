@@ -77,6 +77,8 @@ class Working:
     #: (namespace, name, cluster) written with each outcome, and the registered model.
     origin: tuple[str, str, str] = ("", "", "")
     model: str = ""
+    #: Traffic leaves a version on a verdict (rollback, switch back): store it first.
+    record_first: bool = False
 
     def owe(self, outcome: writeback.Outcome) -> None:
         """Record what the registry should learn of ``outcome`` (spec.model.writeBack)."""

@@ -71,6 +71,7 @@ def _roll_back(w: Working, f: Facts, release: Release, reason: str, message: str
     w.set_release(release.model_copy(update={
         "state": S.ROLLING_BACK, "reason": reason, "message": message[:512],
         "pausedBy": None, "stepEndsAt": None}))
+    w.record_first = True
     what = ("stopping version {v} before any traffic" if reason in gating.GATE_REASONS
             else "rolling back version {v}").format(v=release.version)
     w.events.append(Event("Warning", ROLLING_BACK_EVENT, f"{what} ({reason}): {message}"))
@@ -131,6 +132,7 @@ def _switch_back(w: Working, f: Facts, release: Release, *, reason: str = "Abort
     if previous is None or w.stable is None:
         return "nothing to switch back to"
     rejected = w.stable.version
+    w.record_first = True
     # Its pods go in the next plan, once the status naming the switch is stored: a crash
     # in between must find them still there.
     w.keep.add(rejected)
