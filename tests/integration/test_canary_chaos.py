@@ -367,4 +367,5 @@ def test_a_rollback_moves_the_route_only_once_its_verdict_is_stored(
 def _refused_status_writes(api: client.ApiClient) -> float:
     """ModelDeployment status replaces the apiserver refused at admission (all namespaces)."""
     return total(apiserver.metrics(api), "apiserver_request_total", group="modeldeploy.io",
-                 resource="modeldeployments", subresource="status", verb="UPDATE", code="422")
+                 resource="modeldeployments", subresource="status", verb="PUT", code="422",
+                 dry_run="")

@@ -7,8 +7,9 @@ from kubernetes import client
 
 from tests.support.scrape import Sample, parse, total
 
-#: Verbs that write an object (PUT is UPDATE, server-side apply is APPLY).
-WRITE_VERBS = ("CREATE", "UPDATE", "PATCH", "APPLY", "DELETE")
+#: The verb label of requests that write an object: the apiserver counts the HTTP verb (a
+#: create is POST, a replace PUT), except server-side apply, which is APPLY.
+WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE")
 
 
 def metrics(api: client.ApiClient) -> dict[Sample, float]:
@@ -21,4 +22,5 @@ def writes(samples: dict[Sample, float], *, resource: str, subresource: str = ""
            group: str = "") -> float:
     """Write requests the apiserver counted for ``resource`` (all namespaces, all clients)."""
     return sum(total(samples, "apiserver_request_total", resource=resource,
-                     subresource=subresource, group=group, verb=verb) for verb in WRITE_VERBS)
+                     subresource=subresource, group=group, verb=verb, dry_run="")
+               for verb in WRITE_VERBS)
