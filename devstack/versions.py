@@ -22,6 +22,10 @@ GATEWAY_API = "v1.6.3"
 #: Istio's API module; its CRDs (VirtualService, DestinationRule, ...) ship inside it, in
 #: ``kubernetes/customresourcedefinitions.gen.yaml``.
 ISTIO_API = "v1.32.0"
+#: The Prometheus Operator's root module, for the ServiceMonitor CRD the chart's optional
+#: ServiceMonitor is checked against (``example/prometheus-operator-crd``). The newest version
+#: the module proxy serves here (v0.80 and later are refused).
+PROMETHEUS_OPERATOR = "v0.79.2"
 #: MLflow server for tests, installed into its own virtualenv (full ``mlflow``, not skinny).
 MLFLOW_SERVER = "3.17.2"
 #: The PyPI wheel that carries static helm and kubectl binaries.

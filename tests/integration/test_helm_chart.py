@@ -21,6 +21,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from devstack import build, kube
 from devstack.operator_process import OperatorProcess
 from devstack.seed import seed_model
 from devstack.stack import StackInfo
@@ -163,6 +164,42 @@ def _reconciled_and_polled(proc: OperatorProcess) -> bool:
         samples = parse(resp.read().decode())
     return (total(samples, "modeldeploy_reconcile_total") >= 1
             and total(samples, "modeldeploy_registry_polls_total") >= 1)
+
+
+def test_the_service_monitor_passes_the_prometheus_operators_own_schema(
+    helm: Helm, stack: StackInfo, kubectl: Kubectl, custom: client.CustomObjectsApi,
+    namespace: str,
+) -> None:
+    """The chart's optional ServiceMonitor, judged by the apiserver against the Prometheus
+    Operator's own CRD (server-side dry run), selects the chart's metrics Service by its port
+    name; a malformed interval is refused (the check can fail)."""
+    crd = build.fetch_servicemonitor_crd() / build.SERVICEMONITOR_CRD
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    kube.wait_established(stack.kubectl, stack.kubeconfig, "servicemonitors.monitoring.coreos.com")
+
+    def monitor(values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        docs = helm.render(values, namespace=namespace)
+        found = [d for d in docs if d["kind"] == "ServiceMonitor"]
+        assert len(found) == 1, [d["kind"] for d in docs]
+        return found[0], docs
+
+    sm, docs = monitor(WITH_EVERYTHING)
+    created = custom.create_namespaced_custom_object(
+        "monitoring.coreos.com", "v1", namespace, "servicemonitors", sm, dry_run="All")
+    assert created["spec"]["endpoints"][0]["interval"] == "30s"
+    wanted = sm["spec"]["selector"]["matchLabels"]
+    services = [d for d in docs if d["kind"] == "Service"
+                and wanted.items() <= d["metadata"]["labels"].items()
+                and any(p["name"] == sm["spec"]["endpoints"][0]["port"]
+                        for p in d["spec"]["ports"])]
+    assert [d["metadata"]["name"] for d in services] == ["r-modeldeploy-operator-metrics"]
+
+    bad, _ = monitor({**WITH_EVERYTHING, "metrics": {"serviceMonitor": {
+        "enabled": True, "interval": "30 seconds"}}})
+    with pytest.raises(ApiException) as refused:
+        custom.create_namespaced_custom_object(
+            "monitoring.coreos.com", "v1", namespace, "servicemonitors", bad, dry_run="All")
+    assert refused.value.status == 422 and "spec.endpoints[0].interval" in refused.value.body
 
 
 def test_the_operator_as_the_charts_service_account_releases_a_canary_and_survives_upgrade(
