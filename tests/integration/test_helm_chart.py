@@ -194,8 +194,14 @@ def test_the_service_monitor_passes_the_prometheus_operators_own_schema(
                         for p in d["spec"]["ports"])]
     assert [d["metadata"]["name"] for d in services] == ["r-modeldeploy-operator-metrics"]
 
-    bad, _ = monitor({**WITH_EVERYTHING, "metrics": {"serviceMonitor": {
-        "enabled": True, "interval": "30 seconds"}}})
+    # The chart's values schema refuses a malformed interval; were one rendered anyway, the
+    # Prometheus Operator's schema would refuse it too.
+    values = {**WITH_EVERYTHING, "metrics": {"serviceMonitor": {
+        "enabled": True, "interval": "30 seconds"}}}
+    result = helm.run("template", "r", str(CHART), values=values, check=False)
+    assert result.returncode != 0 and "/metrics/serviceMonitor/interval" in result.stderr
+    bad = {**sm, "spec": {**sm["spec"], "endpoints": [
+        {**sm["spec"]["endpoints"][0], "interval": "30 seconds"}]}}
     with pytest.raises(ApiException) as refused:
         custom.create_namespaced_custom_object(
             "monitoring.coreos.com", "v1", namespace, "servicemonitors", bad, dry_run="All")
