@@ -240,10 +240,12 @@ class Reconciler:
         if plan.record_first is not None:
             # The decision (a rollback, a switch back) before the route moves.
             first = dataclasses.replace(plan, record_first=None, status=plan.record_first)
-            if not await self.write_status(key, body, observed, first):
+            recorded = await self.write_status(key, body, observed, first)
+            if recorded is None:
                 return None
-            body = self.index.get(key) or body
-            stored = dataclasses.replace(observed, status=plan.record_first)
+            # The next write goes with this resourceVersion: a spec changed meanwhile is a
+            # conflict (and a retry), as for any status write.
+            body, stored = recorded, dataclasses.replace(observed, status=plan.record_first)
         failure = await self.apply_children(observed, plan)
         requeue = plan.requeue_after(now)
         if failure is None:
@@ -257,7 +259,7 @@ class Reconciler:
             requeue = refusal_backoff(refusals)
             log.warning("%s/%s: %s %s refused (%s): %s; retry in %.0fs", *key, failure.kind,
                         failure.name, failure.reason, failure.message, requeue)
-        if not await self.write_status(key, body, stored, plan):
+        if await self.write_status(key, body, stored, plan) is None:
             return None
         await self.post_events(body, plan)
         return requeue
@@ -500,11 +502,12 @@ class Reconciler:
             self.index.deleted_by_us(observed.uid, ref.kind, ref.name)
 
     async def write_status(self, key: Key, body: dict[str, Any], observed: Observed,
-                           plan: Plan) -> bool:
-        """Replace the status if it changed. False when the object is gone."""
+                           plan: Plan) -> dict[str, Any] | None:
+        """Replace the status if it changed; the object as it now stands (``body`` when
+        nothing changed), or None when it is gone."""
         new, old = status_dict(plan.status), status_dict(observed.status)
         if new == old:
-            return True
+            return body
         meta = body["metadata"]
         try:
             written = await self.kube.replace_status(
@@ -513,14 +516,15 @@ class Reconciler:
         except ApiError as exc:
             if exc.status == 404:
                 self.forget(key)
-                return False
+                return None
             if exc.status == 409:
                 raise StatusConflictError(exc.message) from exc
             raise
         self.metrics.wrote("status", KIND)
-        if isinstance(written, dict):
-            self.index.upsert(written)
-        return True
+        if not isinstance(written, dict):
+            return body
+        self.index.upsert(written)
+        return written
 
     async def post_events(self, body: dict[str, Any], plan: Plan) -> None:
         # Status before events: events are derived from status transitions, so once the new
