@@ -303,6 +303,31 @@ def test_a_rollback_interrupted_by_a_crash_is_carried_out_never_undone(crash: st
     assert w.status.history[0].outcome is Outcome.ROLLED_BACK
 
 
+def test_a_replicas_split_rollback_interrupted_by_a_crash_is_never_undone() -> None:
+    """Without a router the split is the replicas behind one Service: the rollback scales the
+    new version to 0, and that too is stored first."""
+    w = canary_world(traffic=None, steps=[{"weight": 10}, {"weight": 50}], analysis=ANALYSIS)
+    w.answers["errors"] = QueryResult(value=0.2, series=1)
+    move_to_v2(w)
+    w.available.add("2")
+    w.crash = "applied"
+    for _ in range(60):
+        w.tick()
+        if w.crash is None:
+            break
+    assert w.crash is None and w.plans[-1].record_first is not None
+    w.answers["errors"] = QueryResult()  # the restarted operator sees no data
+    replicas = []
+    for _ in range(40):
+        w.tick()
+        dep = w.children.get(("Deployment", "scorer-v2"))
+        replicas.append(dep.replicas if dep else None)
+    assert set(replicas) <= {0, None}, f"the failed version was scaled up again: {replicas}"
+    rel = w.status.rollout.release if w.status.rollout else None
+    assert rel is not None and rel.reason == "AnalysisFailed", rel
+    assert w.status.history[0].outcome is Outcome.ROLLED_BACK
+
+
 def test_inconclusive_measurements_pause_and_never_promote_then_abort_at_the_limit() -> None:
     w = canary_world(steps=[{"weight": 10}], analysis=ANALYSIS)  # answers: empty vectors
     watch = move_to_v2(w)

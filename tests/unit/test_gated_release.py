@@ -330,6 +330,28 @@ def test_a_switch_back_interrupted_by_a_crash_is_never_undone() -> None:
     assert w.status.stable.version == "1" and release(w).reason == "BakeFailed"
 
 
+def test_a_switched_back_version_keeps_its_pods_until_the_route_has_left_it() -> None:
+    """Killed once the switch back was stored, before the route moved: the restarted operator
+    moves the route, and removes version 2 only in a later plan, once the route it sees no
+    longer sends it traffic."""
+    from modeldeploy.core.analysis import QueryResult
+
+    w = baking_world(bakeWindow="1m")
+    w.answers["errors"] = QueryResult(value=0.5, series=1)
+    w.crash = "recorded"
+    for _ in range(10):
+        w.tick(1)
+        if w.crash is None:
+            break
+    assert w.crash is None and w.weights() == {"2": 100} and w.status.stable.version == "1"
+    moving = w.tick(1)
+    assert any(m["kind"] == "HTTPRoute" for m in moving.apply)
+    assert not any(r.name == "scorer-v2" for r in moving.delete), "deleted as the route moved"
+    assert w.weights() == {"1": 100}
+    w.tick(1)
+    assert "2" not in w.versions(), "gone once the route left it"
+
+
 def test_the_bake_window_ends_and_the_previous_version_goes() -> None:
     w = baking_world(bakeWindow="10s")
     for _ in range(12):

@@ -236,16 +236,20 @@ class Reconciler:
                 observed = dataclasses.replace(observed, rollback_checked_at=now)
             now = dt.datetime.now(dt.UTC)
             plan = decide(observed, now)
-        stored = observed
+        stored, posted = observed, plan.events[:0]
         if plan.record_first is not None:
-            # The decision (a rollback, a switch back) before the route moves.
+            # The decision (a rollback, a switch back) before the route moves, and its events:
+            # a retry after a failed apply or a conflict starts from the stored decision and
+            # would not tell them again.
             first = dataclasses.replace(plan, record_first=None, status=plan.record_first)
             recorded = await self.write_status(key, body, observed, first)
             if recorded is None:
                 return None
+            await self.post_events(recorded, first)
             # The next write goes with this resourceVersion: a spec changed meanwhile is a
             # conflict (and a retry), as for any status write.
-            body, stored = recorded, dataclasses.replace(observed, status=plan.record_first)
+            body, posted = recorded, first.events
+            stored = dataclasses.replace(observed, status=plan.record_first)
         failure = await self.apply_children(observed, plan)
         requeue = plan.requeue_after(now)
         if failure is None:
@@ -261,7 +265,8 @@ class Reconciler:
                         failure.name, failure.reason, failure.message, requeue)
         if await self.write_status(key, body, stored, plan) is None:
             return None
-        await self.post_events(body, plan)
+        await self.post_events(body, dataclasses.replace(
+            plan, events=tuple(e for e in plan.events if e not in posted)))
         return requeue
 
     async def _registry_access(self, observed: Observed) -> tuple[ResolveKey, Any] | str:

@@ -117,12 +117,16 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
     desired = _children(obs, spec, owner, router, w)
     failed = obs.apply_failure is not None
     apply = () if failed else tuple(m for m in desired if not _up_to_date(obs, m))
-    delete = () if failed or w.promoted else _deletions(obs, spec, w, desired)
     live = router.live_split(owner, obs.children)
-    before = None
+    # A version the route still sends traffic to keeps its pods until the route has moved
+    # (a route applied in this plan is seen moved by the next one).
+    routed = {v for v, weight in live.weights if weight > 0} \
+        if live is not None and router.kinds() else set()
+    delete = () if failed or w.promoted else _deletions(obs, spec, w, desired, routed)
+    # Moving traffic off a version on a verdict (the route, or the replicas of a replicas
+    # split): the verdict is stored first, with the weights as they still are.
+    before = (live, *_at_weight(spec, w, live)) if w.record_first and apply else None
     if any(m["kind"] in router.kinds() for m in apply):
-        if w.record_first:
-            before = live, *_at_weight(spec, w, live)
         live = _split(spec, w, router, obs)  # live as soon as this plan is applied
     w.canary, w.rollout = _at_weight(spec, w, live)
     health_now, previous, probe = _serving_checks(obs, spec, w, now)
@@ -550,15 +554,17 @@ def _serving(obs: Observed, spec: ModelDeploymentSpec, version: str,
 
 
 def _deletions(obs: Observed, spec: ModelDeploymentSpec, w: Working,
-               desired: list[dict[str, Any]]) -> tuple[ChildRef, ...]:
+               desired: list[dict[str, Any]], routed: set[str]) -> tuple[ChildRef, ...]:
     """Children nobody wants any more, but only once a Ready stable version exists (and
-    never those of a version the blue-green window keeps up)."""
+    never those of a version the blue-green window keeps up, or the live route still sends
+    traffic to)."""
     stable = w.stable
     if stable is None or report.health(obs, spec, stable.version) != "available":
         return ()
     keep = {_key(m) for m in desired}
     return tuple(sorted((ChildRef(c.kind, c.name, c.uid) for c in obs.children
-                         if (c.kind, c.name) not in keep and c.version not in w.keep),
+                         if (c.kind, c.name) not in keep and c.version not in w.keep
+                         and c.version not in routed),
                         key=lambda r: (r.kind, r.name)))
 
 
