@@ -59,8 +59,9 @@ def test_a_breach_in_the_bake_window_switches_back_to_the_running_previous_versi
     st = wait_status(custom, namespace, "scorer",
                      lambda s: (s.get("stable") or {}).get("version") == "1", timeout=60,
                      what="switched back to version 1")
-    back_at = route.first_time("scorer-v1", 100, after=induced)
-    assert back_at is not None, route.seen[-5:]
+    # The switch back is stored first, then the route moves: wait for the route.
+    back_at = eventually(lambda: route.first_time("scorer-v1", 100, after=induced),
+                         timeout=30, what="version 1 at 100% on the live route")
     rel = release(st)
     assert rel["state"] == "Aborted" and rel["reason"] == "BakeFailed", rel
     assert "failed in its bake window" in rel["message"] and "switched back" in rel["message"]
