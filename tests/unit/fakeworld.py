@@ -170,6 +170,18 @@ class World:
         self.plans.append(plan)
         return plan
 
+    def crash_at_verdict(self, when: str, *, seconds: float = 1.0,
+                         limit: int = 60) -> list[dict[str, int]]:
+        """Tick until the operator has been killed (``when``: see ``crash``) in the next plan
+        that moves traffic on a verdict; the live route's weights after each tick."""
+        self.crash, seen = when, []
+        for _ in range(limit):
+            self.tick(seconds)
+            seen.append(self.weights())
+            if self.crash is None:
+                return seen
+        raise AssertionError(f"no verdict within {limit} ticks: {self.status.message}")
+
     def gate_answers(self, plan: Plan) -> GateAnswers | None:
         request = plan.gates
         if request is None:

@@ -310,12 +310,8 @@ def test_a_replicas_split_rollback_interrupted_by_a_crash_is_never_undone() -> N
     w.answers["errors"] = QueryResult(value=0.2, series=1)
     move_to_v2(w)
     w.available.add("2")
-    w.crash = "applied"
-    for _ in range(60):
-        w.tick()
-        if w.crash is None:
-            break
-    assert w.crash is None and w.plans[-1].record_first is not None
+    w.crash_at_verdict("applied")
+    assert w.plans[-1].record_first is not None
     w.answers["errors"] = QueryResult()  # the restarted operator sees no data
     replicas = []
     for _ in range(40):

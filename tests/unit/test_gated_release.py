@@ -3,6 +3,7 @@ has any traffic, results in status, and the registry told what happened."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from modeldeploy.api.status import GateResult, Outcome, Phase, ReleaseState
@@ -312,14 +313,8 @@ def test_a_switch_back_interrupted_by_a_crash_is_never_undone() -> None:
 
     w = baking_world(bakeWindow="1m")
     w.answers["errors"] = QueryResult(value=0.5, series=1)
-    w.crash = "applied"
-    seen = [w.weights()]
-    for _ in range(10):
-        w.tick(1)
-        seen.append(w.weights())
-        if w.crash is None:
-            break
-    assert w.crash is None and w.weights() == {"1": 100}, seen
+    seen = [w.weights(), *w.crash_at_verdict("applied", limit=10)]
+    assert w.weights() == {"1": 100}, seen
     w.answers["errors"] = QueryResult()
     for _ in range(20):
         w.tick(1)
@@ -338,12 +333,8 @@ def test_a_switched_back_version_keeps_its_pods_until_the_route_has_left_it() ->
 
     w = baking_world(bakeWindow="1m")
     w.answers["errors"] = QueryResult(value=0.5, series=1)
-    w.crash = "recorded"
-    for _ in range(10):
-        w.tick(1)
-        if w.crash is None:
-            break
-    assert w.crash is None and w.weights() == {"2": 100} and w.status.stable.version == "1"
+    w.crash_at_verdict("recorded", limit=10)
+    assert w.weights() == {"2": 100} and w.status.stable.version == "1"
     moving = w.tick(1)
     assert any(m["kind"] == "HTTPRoute" for m in moving.apply)
     assert not any(r.name == "scorer-v2" for r in moving.delete), "deleted as the route moved"
@@ -427,18 +418,25 @@ def test_fix_forward_judges_no_relative_bound() -> None:
     assert w.status.stable.version == "2", w.status.message
 
 
-def test_a_bake_moves_aliases_only_once_it_has_passed() -> None:
-    from modeldeploy.core.analysis import QueryResult
-
-    w = baking_world(bakeWindow="20s")
+def release_version_3(w: World, *, ticks: int,
+                      until: Callable[[World], bool] = lambda w: False) -> None:
+    """Version 3, whose promotion moves the alias "approved", released after a baked one."""
     w.spec["model"]["writeBack"] = {"promotedAliases": ["approved"]}
     w.registry = resolved("3")
     w.tick()
     w.available.add("3")
-    for _ in range(20):
+    for _ in range(ticks):
         w.tick()
-        if release(w).state is ReleaseState.BAKING and release(w).version == "3":
-            break
+        if until(w):
+            return
+
+
+def test_a_bake_moves_aliases_only_once_it_has_passed() -> None:
+    from modeldeploy.core.analysis import QueryResult
+
+    w = baking_world(bakeWindow="20s")
+    release_version_3(w, ticks=20, until=lambda w: release(w).state is ReleaseState.BAKING
+                      and release(w).version == "3")
     w.tick(0.5)  # the write is made right after the status that owes it is stored
     tags = {x.tags.get("modeldeploy.outcome") for x in w.written if x.version == "3"}
     assert tags == {"Baking"} and not any(x.aliases for x in w.written if x.version == "3")
@@ -473,12 +471,7 @@ def test_a_version_rolled_back_after_promotion_is_not_fast_tracked() -> None:
 
 def test_a_passed_bake_window_promotes_in_the_registry() -> None:
     w = baking_world(bakeWindow="5s")
-    w.spec["model"]["writeBack"] = {"promotedAliases": ["approved"]}
-    w.registry = resolved("3")
-    w.tick()
-    w.available.add("3")
-    for _ in range(30):
-        w.tick()
+    release_version_3(w, ticks=30)
     assert w.status.rollout is None and w.status.stable.version == "3"
     final = [x for x in w.written if x.version == "3"]
     assert [x.tags.get("modeldeploy.outcome") for x in final] == ["Baking", "Promoted"]

@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -42,6 +43,7 @@ from modeldeploy.core.rollout import decide
 from modeldeploy.core.world import (
     ApplyFailure,
     Attempt,
+    Event,
     GateAnswers,
     GateRequest,
     Measurement,
@@ -236,20 +238,18 @@ class Reconciler:
                 observed = dataclasses.replace(observed, rollback_checked_at=now)
             now = dt.datetime.now(dt.UTC)
             plan = decide(observed, now)
-        stored, posted = observed, plan.events[:0]
+        stored, posted = observed.status, set[Event]()
         if plan.record_first is not None:
             # The decision (a rollback, a switch back) before the route moves, and its events:
             # a retry after a failed apply or a conflict starts from the stored decision and
             # would not tell them again.
-            first = dataclasses.replace(plan, record_first=None, status=plan.record_first)
-            recorded = await self.write_status(key, body, observed, first)
+            recorded = await self.write_status(key, body, plan.record_first, stored)
             if recorded is None:
                 return None
-            await self.post_events(recorded, first)
+            await self.post_events(recorded, plan.events)
             # The next write goes with this resourceVersion: a spec changed meanwhile is a
             # conflict (and a retry), as for any status write.
-            body, posted = recorded, first.events
-            stored = dataclasses.replace(observed, status=plan.record_first)
+            body, stored, posted = recorded, plan.record_first, set(plan.events)
         failure = await self.apply_children(observed, plan)
         requeue = plan.requeue_after(now)
         if failure is None:
@@ -263,10 +263,9 @@ class Reconciler:
             requeue = refusal_backoff(refusals)
             log.warning("%s/%s: %s %s refused (%s): %s; retry in %.0fs", *key, failure.kind,
                         failure.name, failure.reason, failure.message, requeue)
-        if await self.write_status(key, body, stored, plan) is None:
+        if await self.write_status(key, body, plan.status, stored) is None:
             return None
-        await self.post_events(body, dataclasses.replace(
-            plan, events=tuple(e for e in plan.events if e not in posted)))
+        await self.post_events(body, [e for e in plan.events if e not in posted])
         return requeue
 
     async def _registry_access(self, observed: Observed) -> tuple[ResolveKey, Any] | str:
@@ -506,11 +505,11 @@ class Reconciler:
                 self.metrics.wrote("delete", ref.kind)  # False: gone, or no longer ours
             self.index.deleted_by_us(observed.uid, ref.kind, ref.name)
 
-    async def write_status(self, key: Key, body: dict[str, Any], observed: Observed,
-                           plan: Plan) -> dict[str, Any] | None:
-        """Replace the status if it changed; the object as it now stands (``body`` when
-        nothing changed), or None when it is gone."""
-        new, old = status_dict(plan.status), status_dict(observed.status)
+    async def write_status(self, key: Key, body: dict[str, Any], status: ModelDeploymentStatus,
+                           stored: ModelDeploymentStatus) -> dict[str, Any] | None:
+        """Replace the status if it differs from the ``stored`` one; the object as it now
+        stands (``body`` when nothing changed), or None when it is gone."""
+        new, old = status_dict(status), status_dict(stored)
         if new == old:
             return body
         meta = body["metadata"]
@@ -531,10 +530,10 @@ class Reconciler:
         self.index.upsert(written)
         return written
 
-    async def post_events(self, body: dict[str, Any], plan: Plan) -> None:
+    async def post_events(self, body: dict[str, Any], events: Iterable[Event]) -> None:
         # Status before events: events are derived from status transitions, so once the new
         # status is stored a crash can only lose an event, never post it twice.
-        for event in plan.events:
+        for event in events:
             try:
                 await self.kube.post_event(body, type_=event.type, reason=event.reason,
                                            message=event.message)

@@ -42,9 +42,6 @@ def interval(spec: ModelDeploymentSpec) -> float:
     return durations.parse(spec.healthCheck.interval) if spec.healthCheck else DEFAULT_INTERVAL
 
 
-
-
-
 def next_due(spec: ModelDeploymentSpec, health: Health | None, previous: Previous | None,
              stable: Stable | None, checked_at: dt.datetime | None) -> dt.datetime | None:
     """When the next probe or check is due (None: nothing to do; a past time: now).

@@ -119,7 +119,8 @@ def decide(obs: Observed, now: dt.datetime) -> Plan:
     apply = () if failed else tuple(m for m in desired if not _up_to_date(obs, m))
     live = router.live_split(owner, obs.children)
     # A version the route still sends traffic to keeps its pods until the route has moved
-    # (a route applied in this plan is seen moved by the next one).
+    # (a route applied in this plan is seen moved by the next one). Not for a replicas split,
+    # whose live weights are those very pods.
     routed = {v for v, weight in live.weights if weight > 0} \
         if live is not None and router.kinds() else set()
     delete = () if failed or w.promoted else _deletions(obs, spec, w, desired, routed)
