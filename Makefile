@@ -9,7 +9,7 @@ PYTEST = $(PY) -m pytest
 # Integration test workers, each with its own local stack (make test WORKERS=1: one stack).
 WORKERS ?= 2
 
-.PHONY: help venv deps lint unit integration test demo cluster-up cluster-down cluster-status bench clean crd run kind-e2e
+.PHONY: help venv deps lint unit integration test demo cluster-up cluster-down cluster-status bench clean crd run kind-e2e fresh-machine
 
 help:
 	@echo "make demo          local stack up, and how to reach it"
@@ -20,6 +20,7 @@ help:
 	@echo "make crd           regenerate crds/modeldeployment.yaml (and the chart's copy) from the API models"
 	@echo "make run           run the operator against the local stack (foreground)"
 	@echo "make kind-e2e      kind cluster + image + chart + tests/e2e (needs Docker and kind; not run here)"
+	@echo "make fresh-machine rehearse CI on a new machine: fresh clone, empty caches, Debian packages removed"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -80,6 +81,12 @@ run: venv
 	  MODELDEPLOY_DEFAULT_TRACKING_URI=$$MLFLOW_TRACKING_URI \
 	  MODELDEPLOY_WEBHOOK_HOST=127.0.0.1 MODELDEPLOY_METRICS_HOST=127.0.0.1 \
 	  $(VENV)/bin/modeldeploy-operator --liveness=http://127.0.0.1:8080/healthz
+
+# CI on a new machine, rehearsed on this one (.ci/fresh-machine says what it empties and removes):
+# a fresh clone of HEAD, then exactly `bash .ci/run`, timed. Removes Debian's prometheus and
+# redis-server first (FRESH_MACHINE_ARGS=--keep-debian to leave them).
+fresh-machine:
+	bash .ci/fresh-machine $(FRESH_MACHINE_ARGS)
 
 # For machines with Docker and kind (users' CI: .github/workflows/kind-e2e.yaml); the project's
 # own machines have neither, so this target is not run here and not claimed as passing.
