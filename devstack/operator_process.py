@@ -43,7 +43,7 @@ class OperatorProcess:
 
     def env(self) -> dict[str, str]:
         # MLflow's HTTP settings are the operator's own (as in a cluster), not the harness's.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_")}
+        env = procs.host_env(drop=("MLFLOW_HTTP_",))
         env.update({
             "KUBECONFIG": self.stack.kubeconfig,
             "MODELDEPLOY_DEFAULT_TRACKING_URI": self.stack.mlflow_tracking_uri,

@@ -2,8 +2,9 @@
 
 The apiserver serves TLS with a certificate signed by our own CA; clients (kubectl, the
 controller-manager, the scheduler, kwok, the operator under test) authenticate with client
-certificates, like a kubeadm cluster. Keys are regenerated only when missing, so a restarted
-stack keeps working kubeconfigs.
+certificates, like a kubeadm cluster. Keys are regenerated only when missing or close to their
+end (the PKI outlives stacks in the cache: a year-old one would fail every TLS handshake), so
+a restarted stack keeps working kubeconfigs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 #: Inside-cluster address of the `kubernetes` Service; no traffic ever flows to it here.
 SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
+#: Certificates this close to their end are made anew when a stack starts.
+RENEW_BEFORE = dt.timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,20 @@ def _validity(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
     )
 
 
+def expiring(crt: Path, *, now: dt.datetime | None = None) -> bool:
+    """Whether the certificate in ``crt`` ends within ``RENEW_BEFORE`` (or has ended)."""
+    cert = x509.load_pem_x509_certificate(crt.read_bytes())
+    return cert.not_valid_after_utc - (now or dt.datetime.now(dt.UTC)) < RENEW_BEFORE
+
+
 def ensure(root: Path) -> Pki:
     """Create the CA, serving and client certificates under ``root`` unless they exist."""
     pki = Pki(root)
     root.mkdir(parents=True, exist_ok=True)
+    if pki.ca_crt.exists() and expiring(pki.ca_crt):
+        # Every leaf was signed by the old CA: all of them go with it.
+        for crt in root.glob("*.crt"):
+            crt.unlink()
     if not pki.ca_crt.exists():
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca = _validity(
@@ -130,7 +143,7 @@ def _leaf(
     server: bool = False,
     sans: list[str] | None = None,
 ) -> None:
-    if pki.crt(name).exists():
+    if pki.crt(name).exists() and not expiring(pki.crt(name)):
         return
     ca_key = _load_key(pki.ca_key)
     ca = x509.load_pem_x509_certificate(pki.ca_crt.read_bytes())

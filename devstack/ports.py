@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import socket
 import tempfile
 import time
@@ -17,7 +18,9 @@ from pathlib import Path
 
 #: How long a port handed out stays reserved for whoever asked (its server starts in that time).
 RESERVED_SECONDS = 300.0
-_REGISTRY = Path(tempfile.gettempdir()) / "modeldeploy-ports.json"
+#: Per user: another user's registry in a shared /tmp would be a file we may not write
+#: (fs.protected_regular refuses even root).
+_REGISTRY = Path(tempfile.gettempdir()) / f"modeldeploy-ports-{os.getuid()}.json"
 _handed_out: set[int] = set()
 
 

@@ -46,6 +46,15 @@ def _release_children() -> None:
             child.returncode = 0
 
 
+def host_env(*, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """This process's environment for a stack process, without what would point it elsewhere:
+    ``KUBERNETES_SERVICE_*`` (on a CI runner that is itself a pod, Kubernetes clients prefer
+    the in-cluster config to KUBECONFIG and would talk to the runner's cluster) and any
+    variable starting with one of ``drop``."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("KUBERNETES_SERVICE_", *drop))}
+
+
 def _pid_file(state: Path, name: str) -> Path:
     return state / "pids" / f"{name}.pid"
 

@@ -1,9 +1,15 @@
 """Fixtures for tests on the real local stack.
 
-The ``stack`` fixture reuses a stack that ``make cluster-up`` started if every one of its
-processes is alive; otherwise it starts one (building what is missing) and stops it at the end
-of the session. If the stack cannot start, every integration test errors with the message of
-the component that failed: nothing here ever skips.
+Tests run on stacks of their own, in ``<cache>/test`` (``<cache>/test-gwN`` for the other
+xdist workers), never on the one ``make demo`` or ``make cluster-up`` left in ``<cache>/run``:
+the demo's objects and its operator would be in every cluster-wide check, and the tests would
+stop the demo's operator. Setting ``MODELDEPLOY_STATE`` picks a stack on purpose (e.g.
+cluster-up's, for a quick loop).
+
+The ``stack`` fixture reuses the stack in its state directory if every one of its processes is
+alive (kept by ``MODELDEPLOY_KEEP_STACK=1``); otherwise it starts one (building what is
+missing) and stops it at the end of the session. If the stack cannot start, every integration
+test errors with the message of the component that failed: nothing here ever skips.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from devstack.stackclient import Prometheus, Traffic
 
 # Under pytest-xdist every worker gets a stack of its own (its own apiserver, MLflow,
 # Prometheus and traffic): workers never see each other's objects, operators or restarts.
-# The first worker uses the usual state, so a stack kept from an earlier run is reused.
+# The first worker uses the tests' state, so a stack kept from an earlier run is reused.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if "MODELDEPLOY_STATE" not in os.environ:
+    os.environ["MODELDEPLOY_STATE"] = str(paths.cache_dir() / "test")
 if _WORKER not in ("", "gw0") and not str(paths.state_dir()).endswith(f"-{_WORKER}"):
     # (this module is imported twice: as pytest's conftest and by the tests that import it)
     os.environ["MODELDEPLOY_STATE"] = f"{paths.state_dir()}-{_WORKER}"
