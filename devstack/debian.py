@@ -137,8 +137,10 @@ def _install(
         left = max(budget - (time.monotonic() - started), 1.0)
         locks.wait_until_free(system_locks, what="Debian's package manager", timeout=left,
                               say=say)
-        # apt waits for its own lock too, should someone take it between our look and its start.
-        argv = ["apt-get", "-qq", "-o", f"DPkg::Lock::Timeout={left:.0f}", *args]
+        # apt waits for its own lock too, should someone take it between our look and its start;
+        # a download that fails once (a mirror's hiccup) is tried again, not the whole build.
+        argv = ["apt-get", "-qq", "-o", f"DPkg::Lock::Timeout={left:.0f}",
+                "-o", "Acquire::Retries=3", *args]
         done = run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                    stderr=subprocess.STDOUT, text=True, check=False)
         if done.returncode != 0:
