@@ -137,3 +137,27 @@ def test_a_cached_step_is_built_once_when_two_threads_ask_at_once(
         t.join()
     assert len(builds) == 1
     assert (build.bin_dir("unit-test", "v1") / "tool").read_text() == "built"
+
+
+def test_a_failed_step_ends_the_go_build_instead_of_waiting_for_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 16's failure surfaced only after twelve minutes of compiling: the futures were
+    # joined in order, the Go chain first. A long "compile" here is a real process.
+    monkeypatch.setattr(build, "check_go", lambda: None)
+
+    def compile_for_a_minute() -> Path:
+        build._run_go("kube", ["sleep", "60"], cwd=tmp_path, env=dict(os.environ))
+        return tmp_path
+
+    def fail() -> Path:
+        time.sleep(0.5)  # the compile is running by now
+        raise SystemExit("apt-get install failed")
+
+    for name in build.STEPS:
+        monkeypatch.setitem(build.STEPS, name, lambda: tmp_path)
+    monkeypatch.setitem(build.STEPS, "kube", compile_for_a_minute)
+    monkeypatch.setitem(build.STEPS, "debian", fail)
+    started = time.monotonic()
+    with pytest.raises(SystemExit, match="apt-get install failed"):
+        build.build_all()
+    assert time.monotonic() - started < 30, "waited for the compile to finish"
