@@ -187,6 +187,19 @@ def test_a_step_does_not_end_before_a_successful_measurement_at_its_weight() -> 
     assert after(w) == "Stepping:1"
 
 
+def test_a_pause_request_during_an_analysis_hold_outlasts_the_next_good_measurement() -> None:
+    # Issue 17, item 9: it was answered "already paused" with pausedBy left at Analysis, so
+    # the next Successful measurement resumed stepping against the person's wish.
+    w = world("paused-analysis", rollout=CANARY)
+    advance(w, facts(rollout=CANARY, request="pause"))
+    rel = w.release
+    assert rel is not None and rel.pausedBy == "Request"
+    advance(w, facts(rollout=CANARY, answer=OK, now=NOW + dt.timedelta(minutes=1)))
+    assert after(w) == "Paused:0"
+    advance(w, facts(rollout=CANARY, request="resume", now=NOW + dt.timedelta(minutes=2)))
+    assert after(w) == "Stepping:0"
+
+
 def test_a_handled_request_value_is_never_replayed() -> None:
     w = world("stepping-in-pause")
     w.last_request = Request(value="abort", action="abort")

@@ -301,6 +301,12 @@ def _apply_request(w: Working, f: Facts, action: str, release: Release | None) -
     if action == "promote" and state is S.GATING:
         return _approve(w, f, release)
     if action == "pause":
+        if state is S.PAUSED and release.pausedBy == "Analysis":
+            # The person's hold replaces the analysis's: a good measurement no longer resumes
+            # stepping, only a resume request does.
+            w.set_release(release.model_copy(update={"pausedBy": "Request"}))
+            return (f"paused at step {release.step + 1} (it was held by the analysis; now only "
+                    "a resume request goes on)")
         if state is S.PAUSED:
             return "already paused"
         if state is not S.STEPPING:
