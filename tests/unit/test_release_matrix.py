@@ -200,6 +200,24 @@ def test_a_pause_request_during_an_analysis_hold_outlasts_the_next_good_measurem
     assert after(w) == "Stepping:0"
 
 
+BLUE_GREEN = Rollout.model_validate({"strategy": "blueGreen", "progressDeadline": "10m",
+                                     "blueGreen": {"scaleDownDelay": "1m", "autoPromote": True}})
+
+
+def test_blue_green_switches_only_to_a_version_that_is_ready() -> None:
+    # Issue 17, item 6: the preview's end switched all traffic without asking whether the
+    # new version was Ready (a promote request and a canary's promotion both ask).
+    rel = Release(version="2", startedAt=EARLIER, state=S.STEPPING, step=0,
+                  stepStartedAt=EARLIER, stepEndsAt=EARLIER)
+    w = Working(stable=Stable(version="1"), canary=Canary(version="2", weight=0),
+                rollout=state_of(RolloutType.BLUE_GREEN, rel))
+    advance(w, facts(rollout=BLUE_GREEN, ready=False))
+    assert after(w) == "Stepping:0" and w.stable is not None and w.stable.version == "1"
+    assert w.wake, "looks again soon"
+    advance(w, facts(rollout=BLUE_GREEN, ready=True, now=NOW + dt.timedelta(seconds=5)))
+    assert after(w) == "Switched:0" and w.stable is not None and w.stable.version == "2"
+
+
 def test_a_handled_request_value_is_never_replayed() -> None:
     w = world("stepping-in-pause")
     w.last_request = Request(value="abort", action="abort")

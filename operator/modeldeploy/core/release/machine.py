@@ -232,6 +232,11 @@ def _next_step(w: Working, f: Facts, release: Release, steps: Sequence[object]) 
                                       f"version {release.version} waits for a promote "
                                       "request (autoPromote is off)"))
             return
+        if not f.candidate_ready:
+            # All traffic at once: only to a version Ready at its size (as a promote request
+            # and a canary's promotion ask); the progress deadline runs meanwhile.
+            w.wake.append(f.now + dt.timedelta(seconds=CONFIRM_REQUEUE))
+            return
         _switch(w, f, release)
         return
     if release.step + 1 < len(steps):
