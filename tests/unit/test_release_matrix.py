@@ -17,9 +17,11 @@ from modeldeploy.api.status import (
     Request,
     RolloutType,
     Stable,
+    VersionInfo,
 )
 from modeldeploy.controller.index import child_of
 from modeldeploy.core.analysis import QueryResult
+from modeldeploy.core.conditions import timestamp
 from modeldeploy.core.release import Facts, Working, advance, state_of
 from modeldeploy.core.render import Owner
 from modeldeploy.core.world import Child, Measurement, MeasurementRequest, Split
@@ -216,6 +218,34 @@ def test_blue_green_switches_only_to_a_version_that_is_ready() -> None:
     assert w.wake, "looks again soon"
     advance(w, facts(rollout=BLUE_GREEN, ready=True, now=NOW + dt.timedelta(seconds=5)))
     assert after(w) == "Switched:0" and w.stable is not None and w.stable.version == "2"
+
+
+def test_the_blue_green_window_is_never_shorter_than_scale_down_delay() -> None:
+    # Issue 17, item 13: switchedAt is stored rounded down to the second, so a window counted
+    # from it ended up to a second before scaleDownDelay had passed since the switch.
+    switch = NOW + dt.timedelta(milliseconds=900)
+    rel = Release(version="2", startedAt=EARLIER, state=S.SWITCHED, weight=100,
+                  switchedAt=timestamp(switch), previous=VersionInfo(version="1"))
+    w = Working(stable=Stable(version="2"), canary=None,
+                rollout=state_of(RolloutType.BLUE_GREEN, rel))
+    advance(w, facts(rollout=BLUE_GREEN, now=switch + dt.timedelta(seconds=59.6)))
+    assert w.rollout is not None and "1" in w.keep, "version 1 removed 0.4 s early"
+    advance(w, facts(rollout=BLUE_GREEN, now=switch + dt.timedelta(seconds=61)))
+    assert w.rollout is None, "and removed once the delay has passed"
+
+
+def test_the_progress_deadline_never_fires_before_it_has_passed() -> None:
+    # Item 13 again: notReadySince is stored rounded down as well.
+    went = NOW - dt.timedelta(minutes=10) + dt.timedelta(milliseconds=900)
+    rel = Release(version="2", startedAt=EARLIER, state=S.PROMOTING, step=1,
+                  notReadySince=timestamp(went))
+    w = Working(stable=Stable(version="1"), canary=Canary(version="2", weight=50),
+                rollout=state_of(RolloutType.CANARY, rel))
+    advance(w, facts(rollout=CANARY, ready=False, now=went + dt.timedelta(minutes=10) -
+                     dt.timedelta(milliseconds=400)))
+    assert after(w) == "Promoting:1", "rolled back 0.4 s before progressDeadline"
+    advance(w, facts(rollout=CANARY, ready=False, now=went + dt.timedelta(minutes=10, seconds=1)))
+    assert after(w) == "RollingBack:1"
 
 
 def test_a_handled_request_value_is_never_replayed() -> None:

@@ -165,6 +165,15 @@ class Facts:
 _at = parse_time
 
 
+def _since(text: str | None) -> dt.datetime | None:
+    """A stored start of a delay (``switchedAt``, ``notReadySince``) as the *end* of the second
+    it names: status times are whole seconds rounded down, and a delay counted from the start
+    of that second could end up to a second early. Never shorter than configured, as
+    ``_later`` rounds an end up."""
+    at = _at(text)
+    return at + dt.timedelta(seconds=1) if at is not None else None
+
+
 def _later(now: dt.datetime, seconds: float) -> str:
     """``now + seconds`` as a status time, rounded *up* to the whole second status times
     have: a pause is never shorter than configured."""

@@ -26,6 +26,7 @@ from modeldeploy.core.release.base import (
     Working,
     _at,
     _later,
+    _since,
     state_of,
     summary,
 )
@@ -202,7 +203,7 @@ def _baking(w: Working, f: Facts, release: Release) -> None:
 def _switched(w: Working, f: Facts, release: Release) -> None:
     bg = f.rollout.blueGreen
     delay = durations.parse(bg.scaleDownDelay if bg else "30s")
-    switched = _at(release.switchedAt) or f.now
+    switched = _since(release.switchedAt) or f.now
     if _window_open(w, f, release, switched + dt.timedelta(seconds=delay)):
         return
     w.rollout = None  # the previous version's children go with this plan

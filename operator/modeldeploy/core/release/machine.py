@@ -27,6 +27,7 @@ from modeldeploy.core.release.base import (
     Working,
     _at,
     _later,
+    _since,
     state_of,
     wanted_weight,
 )
@@ -102,7 +103,7 @@ def _track_readiness(w: Working, f: Facts, release: Release) -> Release:
         release = release.model_copy(update={"notReadySince": since})
         w.set_release(release)
     if since is not None:
-        w.wake.append((_at(since) or f.now) + dt.timedelta(
+        w.wake.append((_since(since) or f.now) + dt.timedelta(
             seconds=durations.parse(f.rollout.progressDeadline)))
     return release
 
@@ -112,7 +113,7 @@ def _deadline_passed(f: Facts, release: Release) -> bool:
         return False
     if f.candidate_stuck:
         return True
-    since = _at(release.notReadySince) or f.now
+    since = _since(release.notReadySince) or f.now
     return f.now >= since + dt.timedelta(seconds=durations.parse(f.rollout.progressDeadline))
 
 
