@@ -526,8 +526,8 @@ def build_argocd(out: Path) -> None:
     ldflags = ["-s", "-w", f"-X {common}.version={versions.ARGOCD.lstrip('v')}",
                f"-X {common}.gitTag={versions.ARGOCD}",
                f"-X {common}.buildDate={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"]
-    log("argocd", f"compiling github.com/argoproj/argo-cd/v3/cmd {versions.ARGOCD} "
-                  "(cold: about 7 minutes on 2 cores)")
+    log("argocd", f"compiling github.com/argoproj/argo-cd/v3/cmd {versions.ARGOCD} (cold: "
+                  "about 3 minutes after the control plane, whose packages it shares)")
     _run_go("argocd", ["go", "build", "-v", "-trimpath", "-ldflags", " ".join(ldflags),
                        "-o", str(out / "argocd"), "github.com/argoproj/argo-cd/v3/cmd"],
             cwd=src, env=env)
