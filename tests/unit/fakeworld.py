@@ -95,6 +95,9 @@ class World:
     smoke: dict[str, SmokeResult] = field(default_factory=dict)
     #: The registry refuses writes with this error (None: accepts them).
     write_error: str | None = None
+    #: Versions whose writes the registry refuses for good (a read-only token, a deleted
+    #: version): the reconciler reports those as permanent.
+    write_refused: set[str] = field(default_factory=set)
     #: Every registry write the registry accepted; every gate request made.
     written: list[RegistryWrite] = field(default_factory=list)
     gate_requests: list[Any] = field(default_factory=list)
@@ -138,8 +141,11 @@ class World:
                         if m.stable_query else None),
                 requests=self.requests_answer if m.requests_query else None)
                 for m in plan.measure)
-            results = tuple(WriteResult(x, self.write_error) for x in plan.write_back)
-            self.written += [x for x in plan.write_back if self.write_error is None]
+            results = tuple(
+                WriteResult(x, "PERMISSION_DENIED: the token may not write", permanent=True)
+                if x.version in self.write_refused else WriteResult(x, self.write_error)
+                for x in plan.write_back)
+            self.written += [r.write for r in results if r.error is None]
             if plan.probe is not None and plan.probe.previous is not None:
                 self.rollback_checked_at = self.now
                 observed = replace(observed, rollback_checked_at=self.now)

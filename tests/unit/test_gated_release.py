@@ -403,6 +403,26 @@ def test_owed_writes_land_in_order_even_after_the_registry_was_down() -> None:
     assert moved == ["1", "2", "3"], "the newer alias move lands last"
 
 
+def test_a_write_refused_for_good_is_reported_once_and_does_not_hold_later_writes() -> None:
+    # Issue 17, item 11: a read-only token (PERMISSION_DENIED) or a deleted version was tried
+    # 12 times over ~51 minutes, and every later owed write waited behind it.
+    w = gated_world({}, write_back={"promotedAliases": ["approved"]})
+    w.write_refused = {"2"}
+    for version in ("2", "3"):
+        w.registry = resolved(version)
+        w.tick()
+        w.available.add(version)
+        for _ in range(12):
+            w.tick()
+    assert w.status.stable.version == "3"
+    assert not w.status.registryWrites, "nothing owed forever"
+    all_reasons = [r for p in w.plans for r in reasons(p)]
+    assert all_reasons.count("RegistryWriteRefused") == 1
+    assert "RegistryWriteFailed" not in all_reasons, "a permanent refusal is not retried"
+    moved = [x.version for x in w.written if x.aliases == ["approved"]]
+    assert moved == ["1", "3"], "version 3's alias move did not wait for version 2's"
+
+
 def test_fix_forward_judges_no_relative_bound() -> None:
     from modeldeploy.core.analysis import QueryResult
 

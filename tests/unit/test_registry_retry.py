@@ -15,7 +15,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from modeldeploy.adapters.registry import dropped_connection
+from modeldeploy.adapters.registry import dropped_connection, permanent
 
 
 def as_mlflow_raises_it(inner: BaseException) -> MlflowException:
@@ -46,3 +46,25 @@ def test_only_a_hang_up_is_retried(inner: BaseException, retried: bool) -> None:
 
 def test_registry_answers_are_never_retried() -> None:
     assert not dropped_connection(MlflowException("RESOURCE_DOES_NOT_EXIST: no such model"))
+
+
+@pytest.mark.parametrize(("code", "for_good"), [
+    ("PERMISSION_DENIED", True),           # a read-only token
+    ("UNAUTHENTICATED", True),
+    ("RESOURCE_DOES_NOT_EXIST", True),     # the version (or model) was deleted
+    ("INVALID_PARAMETER_VALUE", True),
+    ("TEMPORARILY_UNAVAILABLE", False),    # an outage: retried with backoff
+    ("INTERNAL_ERROR", False),
+])
+def test_a_write_back_refusal_is_permanent_only_when_no_retry_can_change_it(
+        code: str, for_good: bool) -> None:
+    from mlflow.protos import databricks_pb2
+
+    exc = MlflowException("refused", error_code=getattr(databricks_pb2, code))
+    assert exc.error_code == code
+    assert permanent(exc) is for_good
+
+
+def test_an_unreachable_registry_or_a_timeout_is_never_permanent() -> None:
+    assert not permanent(as_mlflow_raises_it(NewConnectionError(None, "refused")))  # type: ignore[arg-type]
+    assert not permanent(TimeoutError())

@@ -294,6 +294,17 @@ def _once_more_if_dropped(call: Callable[[], T]) -> T:
         return call()
 
 
+#: MLflow's answers that no retry changes: the credentials may not write, the model or
+#: version is gone, or the registry refuses the value.
+PERMANENT_CODES = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED", "RESOURCE_DOES_NOT_EXIST",
+                             "INVALID_PARAMETER_VALUE"})
+
+
+def permanent(exc: BaseException) -> bool:
+    """Whether a failed registry call failed for good (as opposed to an outage or a timeout)."""
+    return isinstance(exc, MlflowException) and exc.error_code in PERMANENT_CODES
+
+
 class _NotFoundError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

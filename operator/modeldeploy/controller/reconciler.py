@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modeldeploy.adapters.kube import PERMANENT_STATUSES, ApiError, Kube
-from modeldeploy.adapters.registry import REGISTRY_ERRORS, Registry, ResolveKey
+from modeldeploy.adapters.registry import REGISTRY_ERRORS, Registry, ResolveKey, permanent
 from modeldeploy.adapters.scoring import ScoringClient, service_url
 from modeldeploy.api import KIND
 from modeldeploy.api.spec import ModelDeploymentSpec
@@ -406,13 +406,14 @@ class Reconciler:
                                                x.version, tags=dict(x.tags),
                                                aliases=tuple(x.aliases))
             except (TimeoutError, *REGISTRY_ERRORS) as exc:  # the registry's refusal: an answer
-                out.append(WriteResult(x, self._failure(rkey, exc)))
+                out.append(WriteResult(x, self._failure(rkey, exc), permanent=permanent(exc)))
             else:
                 out.append(WriteResult(x))
             self.metrics.registry_writes.labels(
                 "error" if out[-1].error is not None else "ok").inc()
-            if out[-1].error is not None:
-                break  # in order: the later writes wait for this one
+            if out[-1].error is not None and not out[-1].permanent:
+                break  # in order: the later writes wait for this one (one refused for good
+                # will never land, so they do not wait for it)
         return tuple(out)
 
     async def measure(self, requests: tuple[MeasurementRequest, ...]) -> tuple[Measurement, ...]:

@@ -233,6 +233,12 @@ def _written(w: Working, obs: Observed, now: dt.datetime) -> None:
             del w.writes[i]
             w.events.append(Event("Normal", "RegistryUpdated", what))
             continue
+        if result.permanent:
+            del w.writes[i]
+            w.events.append(Event("Warning", "RegistryWriteRefused",
+                                  f"{what}: the registry refused it; not retried (the "
+                                  f"writes after it go on): {result.error}"[:1000]))
+            continue
         attempts = result.write.attempts + 1
         if attempts >= WRITE_ATTEMPTS:
             del w.writes[i]

@@ -314,6 +314,9 @@ class WriteResult:
 
     write: RegistryWrite
     error: str | None = None
+    #: The registry refused it for good (no permission, the version or model is gone): trying
+    #: again cannot help, so it is reported once and dropped.
+    permanent: bool = False
 
 
 @dataclass(frozen=True)
