@@ -71,6 +71,12 @@ def _mark_done(path: Path) -> None:
 
 
 def _go_env() -> dict[str, str]:
+    check_go()  # at the first go command: a machine with everything cached needs no Go
+    env = _go_base_env()
+    return env
+
+
+def _go_base_env() -> dict[str, str]:
     env = dict(os.environ)
     # Keep the machine's own GOFLAGS (e.g. -buildvcs=false) and add ours: wrapper modules have
     # no committed go.sum, so the go command must be allowed to record sums as it resolves.
@@ -83,12 +89,13 @@ def _go_env() -> dict[str, str]:
 def _run_go(component: str, args: list[str], *, cwd: Path, env: dict[str, str]) -> None:
     """Run a go command, reporting every 20 s how many packages it has compiled so far."""
     started = time.monotonic()
-    if _stopping.is_set():
-        raise SystemExit(f"{component}: not started, another build step failed")
-    proc = subprocess.Popen(
-        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    _go_processes.add(proc)
+    with _stop_lock:  # a stop between the check and the start would miss this compile
+        if _stopping.is_set():
+            raise SystemExit(f"{component}: not started, another build step failed")
+        proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        _go_processes.add(proc)
     assert proc.stdout is not None
     tail: list[str] = []
 
@@ -171,6 +178,7 @@ def cached(
                     log(component, f"built by another process: {out}")
                     return out
                 (out / ".complete").unlink(missing_ok=True)
+                (out / ".source").unlink(missing_ok=True)
                 out.mkdir(parents=True, exist_ok=True)
                 build(out)
                 missing = [f for f in expect if not (out / f).exists()]
@@ -597,13 +605,16 @@ def _go_version(text: str) -> tuple[int, ...]:
     return tuple(int(g) for g in match.groups() if g is not None)
 
 
+@functools.cache
 def check_go() -> None:
     """Stop at once, in words, when Go is missing or too old: with ``GOTOOLCHAIN=local`` the
-    go command would refuse the newest module only after the builds before it (minutes)."""
+    go command would refuse the newest module only after the builds before it (minutes).
+    Asked once per process, before its first go command."""
     needed = ".".join(map(str, go_required()))
     try:
-        done = subprocess.run(["go", "env", "GOVERSION"], env=_go_env(), capture_output=True,
-                              text=True, check=True, cwd=tempfile.gettempdir())
+        done = subprocess.run(["go", "env", "GOVERSION"], env=_go_base_env(),
+                              capture_output=True, text=True, check=True,
+                              cwd=tempfile.gettempdir())
     except (OSError, subprocess.CalledProcessError) as exc:
         raise SystemExit(f"the local stack is built with Go >= {needed}, and `go env GOVERSION` "
                          f"failed: {exc}") from None
@@ -622,7 +633,6 @@ def build_all(only: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown component(s): {', '.join(sorted(unknown))}")
     started = time.monotonic()
-    check_go()
     _stopping.clear()
 
     def go_chain() -> None:
@@ -630,15 +640,19 @@ def build_all(only: list[str] | None = None) -> None:
             if name in wanted and not _stopping.is_set():
                 STEPS[name]()
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures: dict[Future[object], str] = {pool.submit(go_chain): "go builds"}
-        futures |= {pool.submit(STEPS[n]): n for n in wanted if n not in GO_STEPS}
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            _stop_builds()
-            print(f"[build] {futures[failed[0]]} FAILED; stopping the other steps", flush=True)
-            failed[0].result()
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures: dict[Future[object], str] = {pool.submit(go_chain): "go builds"}
+            futures |= {pool.submit(STEPS[n]): n for n in wanted if n not in GO_STEPS}
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                _stop_builds()
+                print(f"[build] {futures[failed[0]]} FAILED; stopping the other steps",
+                      flush=True)
+                failed[0].result()
+    finally:
+        _stopping.clear()  # a step called on its own later in this process must still run
     print(f"[build] all components ready in {time.monotonic() - started:.0f}s "
           f"(cache: {cache_dir()})", flush=True)
 
@@ -648,10 +662,14 @@ _stopping = threading.Event()
 _go_processes: set[subprocess.Popen[str]] = set()
 
 
+_stop_lock = threading.Lock()
+
+
 def _stop_builds() -> None:
-    _stopping.set()
-    for proc in list(_go_processes):
-        proc.terminate()
+    with _stop_lock:
+        _stopping.set()
+        for proc in list(_go_processes):
+            proc.terminate()
 
 
 def main() -> None:

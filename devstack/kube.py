@@ -309,7 +309,7 @@ def restart(bins: Binaries, *, state: Path, names: Sequence[str]) -> None:
     if ports is None:
         raise procs.StackError(f"no recorded ports in {Ports.path(state)} (a stack started "
                                "by an older devstack)")
-    plane = Plane(bins, state, ports, pki_mod.ensure(state / "pki"))
+    plane = Plane(bins, state, ports, pki_mod.ensure(state / "pki", renew=False))
     for group in _GROUPS:
         wanted = [n for n in group if n in names]
         for name in wanted:

@@ -15,6 +15,7 @@ their own lock files, so one ``holder()`` names the process behind either kind, 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import struct
@@ -42,7 +43,8 @@ class Holder:
 def holder(path: Path) -> Holder | None:
     """Who holds a write lock on ``path`` right now, as the kernel sees it (None: nobody, or no
     such file). A lock held by this very process is not seen: POSIX locks do not conflict with
-    their owner."""
+    their owner. Never ask about a file this process holds a POSIX lock on: closing the extra
+    descriptor opened here would release that lock (POSIX semantics)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -143,7 +145,9 @@ def exclusive(
             def attempt() -> tuple[Path, Holder | None] | None:
                 try:
                     fcntl.lockf(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
+                except OSError as exc:
+                    if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                        raise  # e.g. ENOLCK (NFS without a lock daemon): not someone's lock
                     return path, holder(path)
                 return None
 

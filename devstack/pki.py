@@ -88,11 +88,14 @@ def expiring(crt: Path, *, now: dt.datetime | None = None) -> bool:
     return cert.not_valid_after_utc - (now or dt.datetime.now(dt.UTC)) < RENEW_BEFORE
 
 
-def ensure(root: Path) -> Pki:
-    """Create the CA, serving and client certificates under ``root`` unless they exist."""
+def ensure(root: Path, *, renew: bool = True) -> Pki:
+    """Create the CA, serving and client certificates under ``root`` unless they exist; with
+    ``renew``, also those close to their end. A restart of some components of a running stack
+    passes ``renew=False``: a new CA would lock out the components still running (a revive
+    with certificates that have already ended fails its TLS wait and starts the stack anew)."""
     pki = Pki(root)
     root.mkdir(parents=True, exist_ok=True)
-    if pki.ca_crt.exists() and expiring(pki.ca_crt):
+    if renew and pki.ca_crt.exists() and expiring(pki.ca_crt):
         # Every leaf was signed by the old CA: all of them go with it.
         for crt in root.glob("*.crt"):
             crt.unlink()
@@ -122,15 +125,15 @@ def ensure(root: Path) -> Pki:
         pki.sa_pub.write_bytes(sa.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ))
-    _leaf(pki, "apiserver", cn="kube-apiserver", server=True, sans=[
+    _leaf(pki, "apiserver", renew=renew, cn="kube-apiserver", server=True, sans=[
         "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local", "127.0.0.1", KUBERNETES_SERVICE_IP,
     ])
-    _leaf(pki, "admin", cn="modeldeploy-admin", org="system:masters")
-    _leaf(pki, "controller-manager", cn="system:kube-controller-manager")
-    _leaf(pki, "scheduler", cn="system:kube-scheduler")
+    _leaf(pki, "admin", renew=renew, cn="modeldeploy-admin", org="system:masters")
+    _leaf(pki, "controller-manager", renew=renew, cn="system:kube-controller-manager")
+    _leaf(pki, "scheduler", renew=renew, cn="system:kube-scheduler")
     # kwok acts for every fake kubelet; it needs node and pod status writes across the cluster.
-    _leaf(pki, "kwok", cn="kwok-controller", org="system:masters")
+    _leaf(pki, "kwok", renew=renew, cn="kwok-controller", org="system:masters")
     return pki
 
 
@@ -138,12 +141,13 @@ def _leaf(
     pki: Pki,
     name: str,
     *,
+    renew: bool,
     cn: str,
     org: str | None = None,
     server: bool = False,
     sans: list[str] | None = None,
 ) -> None:
-    if pki.crt(name).exists() and not expiring(pki.crt(name)):
+    if pki.crt(name).exists() and not (renew and expiring(pki.crt(name))):
         return
     ca_key = _load_key(pki.ca_key)
     ca = x509.load_pem_x509_certificate(pki.ca_crt.read_bytes())

@@ -223,7 +223,7 @@ def _start_scoring(state: Path, kubeconfig: Path, tracking_uri: str,
                    port: int | None = None) -> services.Endpoint:
     digest = source_digest("scoring")
     endpoint = services.start_scoring(state=state, kubeconfig=kubeconfig,
-                                      venv=build.mlflow_venv_dir(), tracking_uri=tracking_uri,
+                                      venv=build.mlflow_venv(), tracking_uri=tracking_uri,
                                       port=port)
     _source_path(state, "scoring").write_text(digest + "\n")
     return endpoint
@@ -361,7 +361,7 @@ def _port(url: str) -> int:
 
 
 def _restart_mlflow(info: StackInfo) -> services.Endpoint:
-    return services.start_mlflow(build.mlflow_venv_dir(), state=Path(info.state),
+    return services.start_mlflow(build.mlflow_venv(), state=Path(info.state),
                                  port=_port(info.mlflow_tracking_uri))
 
 

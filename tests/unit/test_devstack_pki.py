@@ -39,3 +39,14 @@ def test_a_ca_near_its_end_is_replaced_with_every_leaf_it_signed(
         cert.verify_directly_issued_by(new_ca)  # raises if signed by the old CA
         assert not pki.expiring(new.crt(leaf))
     assert new.sa_key.read_bytes() == sa_key  # tokens stay valid: the SA key is not a cert
+
+
+def test_a_restart_of_some_components_never_renews_under_the_running_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A new CA while the controller-manager and the operator run with the old certificates
+    # would lock them out: only a full start renews.
+    old = pki.ensure(tmp_path)
+    ca = old.ca_crt.read_bytes()
+    monkeypatch.setattr(pki, "RENEW_BEFORE", dt.timedelta(days=400))
+    pki.ensure(tmp_path, renew=False)
+    assert old.ca_crt.read_bytes() == ca
