@@ -72,8 +72,7 @@ def _mark_done(path: Path) -> None:
 
 def _go_env() -> dict[str, str]:
     check_go()  # at the first go command: a machine with everything cached needs no Go
-    env = _go_base_env()
-    return env
+    return _go_base_env()
 
 
 def _go_base_env() -> dict[str, str]:
@@ -473,12 +472,11 @@ def prometheus() -> Path:
     return debian.command("prometheus", say=lambda m: log("prometheus", m))
 
 
-def debian_packages() -> Path:
+def debian_packages() -> None:
     """Every Debian package the stack runs, the missing ones in one apt transaction: installs
     must never run side by side (dpkg locks the machine; see ``devstack.debian``)."""
     found = debian.ensure(say=lambda m: log("debian", m))
     log("debian", "found " + ", ".join(str(p) for p in found.values()))
-    return Path("/")
 
 
 #: Argo CD's one binary answers to the name it is started as (argv[0]).
@@ -570,7 +568,7 @@ def redis_server() -> Path:
     return debian.command("redis-server", say=lambda m: log("redis-server", m))
 
 
-STEPS: dict[str, Step] = {
+STEPS: dict[str, Callable[[], object]] = {
     "kube": build_kube,
     "etcd": build_etcd,
     "kwok": build_kwok,

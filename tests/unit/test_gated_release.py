@@ -386,15 +386,20 @@ def test_fix_forward_skips_comparisons_with_the_broken_stable_version() -> None:
 # --- found in review: ordering, bake and fast-track edges -----------------------------------
 
 
-def test_owed_writes_land_in_order_even_after_the_registry_was_down() -> None:
-    w = gated_world({}, write_back={"promotedAliases": ["approved"]})
-    w.write_error = "503 from the registry"
-    for version in ("2", "3"):
+def release_one_after_another(w: World, *versions: str) -> None:
+    """Each version resolved, Ready and given time to be promoted, in turn."""
+    for version in versions:
         w.registry = resolved(version)
         w.tick()
         w.available.add(version)
         for _ in range(12):
             w.tick()
+
+
+def test_owed_writes_land_in_order_even_after_the_registry_was_down() -> None:
+    w = gated_world({}, write_back={"promotedAliases": ["approved"]})
+    w.write_error = "503 from the registry"
+    release_one_after_another(w, "2", "3")
     assert w.status.stable.version == "3"
     w.write_error = None
     for _ in range(8):
@@ -408,12 +413,7 @@ def test_a_write_refused_for_good_is_reported_once_and_does_not_hold_later_write
     # 12 times over ~51 minutes, and every later owed write waited behind it.
     w = gated_world({}, write_back={"promotedAliases": ["approved"]})
     w.write_refused = {"2"}
-    for version in ("2", "3"):
-        w.registry = resolved(version)
-        w.tick()
-        w.available.add(version)
-        for _ in range(12):
-            w.tick()
+    release_one_after_another(w, "2", "3")
     assert w.status.stable.version == "3"
     assert not w.status.registryWrites, "nothing owed forever"
     all_reasons = [r for p in w.plans for r in reasons(p)]

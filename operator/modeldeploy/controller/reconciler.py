@@ -411,9 +411,10 @@ class Reconciler:
                 out.append(WriteResult(x))
             self.metrics.registry_writes.labels(
                 "error" if out[-1].error is not None else "ok").inc()
+            # In order: the later writes wait for a failed one, unless it was refused for
+            # good (it will never land).
             if out[-1].error is not None and not out[-1].permanent:
-                break  # in order: the later writes wait for this one (one refused for good
-                # will never land, so they do not wait for it)
+                break
         return tuple(out)
 
     async def measure(self, requests: tuple[MeasurementRequest, ...]) -> tuple[Measurement, ...]:
